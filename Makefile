@@ -1,0 +1,46 @@
+# docteur — make and read read-only disk images of Git trees.
+# `make demo` and `make test` work on a fresh Debian machine (as root, or with sudo available).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBS   := $(shell grep -v '^\#' .ci/debian-packages.txt)
+
+.PHONY: all deps venv demo test lint bench clean
+
+all: venv
+
+# Debian packages: installed only when one is missing, so repeated runs stay fast.
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+demo: deps venv
+	$(PY) -m docteur.demo
+
+test: deps venv lint
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check docteur tests bench unikernel
+	$(VENV)/bin/ruff format --check docteur tests bench unikernel
+
+bench: deps venv
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) demo build *.egg-info bench/work unikernel/build
