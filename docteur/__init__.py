@@ -1,0 +1,40 @@
+"""docteur: read-only, block-aligned disk images of Git trees.
+
+    import docteur
+    with docteur.open("disk.img") as img:
+        img.read("docs/a.md")
+
+Names are ``str``; bytes that are not valid UTF-8 are kept with the ``surrogateescape`` error
+handler (like ``os.fsdecode``), so ``name.encode("utf-8", "surrogateescape")`` gives back the
+exact bytes stored in the Git tree.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from docteur.errors import CorruptImageError, DocteurError
+
+if TYPE_CHECKING:
+    import os
+
+    from docteur.fs.image import Image, Stat
+
+__all__ = ["CorruptImageError", "DocteurError", "Image", "Stat", "open"]
+__version__ = "0.1.0"
+
+
+def open(path: str | os.PathLike[str], **cache: int) -> Image:
+    """Open a docteur image (a regular file or a raw block device) for reading."""
+    from docteur.fs.image import Image
+
+    return Image(path, **cache)
+
+
+def __getattr__(name: str) -> object:
+    # Lazy attributes keep `import docteur` cheap for the CLI.
+    if name in ("Image", "Stat"):
+        from docteur.fs import image
+
+        return getattr(image, name)
+    raise AttributeError(name)

@@ -1,0 +1,13 @@
+"""The exceptions docteur raises on top of the built-in OSError family."""
+
+
+class DocteurError(Exception):
+    """Base class of docteur's own errors: the message is one line meant for a user."""
+
+
+class CorruptImageError(DocteurError):
+    """The image is damaged or is not a docteur image."""
+
+
+class SourceError(DocteurError):
+    """A source given to docteur-make cannot be read (missing, unknown ref, unreachable, refused)."""

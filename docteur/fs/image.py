@@ -1,0 +1,264 @@
+"""The reader: an image opened like a zip archive, with read/open/listdir/stat/walk."""
+
+from __future__ import annotations
+
+import errno
+import io
+import mmap
+import os
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from docteur.errors import CorruptImageError
+from docteur.fs.layout import Entry, Layout, is_dir, normalize, shown
+from docteur.git.objects import (
+    BLOB,
+    COMMIT,
+    MODE_DIR,
+    MODE_LINK,
+    TREE,
+    CommitInfo,
+    TreeEntry,
+    parse_commit,
+    parse_tree,
+    tree_problems,
+)
+from docteur.image.format import PACK_OFFSET, Sections, locate
+from docteur.pack.reader import DEFAULT_CACHE_BYTES, DEFAULT_MAX_OBJECT_SIZE, PackReader
+from docteur.pack.store import ObjectStore
+
+
+class Stat(NamedTuple):
+    mode: int  # 0o100644, 0o100755, 0o120000, 0o40000 (0o160000 for a submodule)
+    size: int  # bytes of a file or of a link's target; 0 for a directory
+    oid: str  # hex id of the blob or tree
+
+
+def _name(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class BlobFile(io.BufferedIOBase):
+    """A read-only, seekable binary file over one blob's content."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__()
+        self._data = data
+        self._pos = 0
+        self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._checkClosed()  # type: ignore[attr-defined]
+        start = self._pos
+        end = len(self._data) if size is None or size < 0 else min(start + size, len(self._data))
+        self._pos = max(start, end)
+        return self._data[start:end]
+
+    read1 = read
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        chunk = self.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        self._checkClosed()  # type: ignore[attr-defined]
+        end = self._data.find(b"\n", self._pos) + 1 or len(self._data)
+        if size is not None and size >= 0:
+            end = min(end, self._pos + size)
+        line = self._data[self._pos : end]
+        self._pos = max(self._pos, end)
+        return line
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._checkClosed()  # type: ignore[attr-defined]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+class Image:
+    """A docteur image opened for reading: a regular file or a raw block device.
+
+    Every length comes from the header and the IDX, never from the file size, so a block device padded
+    with zeros (as a VM disk is) reads the same as the file it was copied from.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        max_object_size: int = DEFAULT_MAX_OBJECT_SIZE,
+    ) -> None:
+        self.path = os.fspath(path)
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)  # st_size is 0 for a block device
+            if size == 0:
+                raise CorruptImageError(f"{self.path} is empty")
+            self._mmap = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        self._views: list[memoryview] = []
+        try:
+            whole = self._view(memoryview(self._mmap))
+            self.sections: Sections
+            self.sections, index = locate(whole)
+            self._views.append(index.buf)
+            pack_view = self._view(whole[PACK_OFFSET : PACK_OFFSET + self.sections.pack_length])
+            self._pack = PackReader(
+                pack_view, index, cache_bytes=cache_bytes, max_object_size=max_object_size
+            )
+            self.commit = self.sections.commit.hex()
+            kind, data = self._get(self.sections.commit, "commit")
+            if kind != COMMIT:
+                raise CorruptImageError(f"header names {self.commit}, which is not a commit")
+            self.info: CommitInfo = parse_commit(self.commit, data)
+        except BaseException:
+            self.close()
+            raise
+        self.tree = self.info.tree
+        self.objects = ObjectStore(self._pack)
+        self._layout = Layout(bytes.fromhex(self.tree), self._tree_entries)
+
+    def _view(self, view: memoryview) -> memoryview:
+        self._views.append(view)
+        return view
+
+    def _get(self, oid: bytes, what: str) -> tuple[int, bytes]:
+        try:
+            return self._pack.get(oid)
+        except KeyError:
+            raise CorruptImageError(f"{what} {oid.hex()} is missing from the image") from None
+
+    def _tree_entries(self, oid: bytes) -> list[TreeEntry]:
+        kind, data = self._get(oid, "tree")
+        if kind != TREE:
+            raise CorruptImageError(f"object {oid.hex()} should be a tree")
+        entries = parse_tree(data)
+        problems = tree_problems(entries)
+        if problems:
+            raise CorruptImageError(f"tree {oid.hex()}: {problems[0]}")
+        return entries
+
+    # -- lifetime ------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for view in reversed(self._views):
+            view.release()
+        self._views.clear()
+        if not self._mmap.closed:
+            self._mmap.close()
+
+    def __enter__(self) -> Image:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<docteur.Image {self.path!r} commit={self.commit}>"
+
+    # -- paths ---------------------------------------------------------------------------------------
+
+    def _entry(self, path: str | bytes) -> tuple[bytes, Entry]:
+        key = normalize(path)
+        return key, self._layout.lookup(key)
+
+    def _blob(self, path: str | bytes) -> tuple[bytes, bytes]:
+        key, entry = self._entry(path)
+        if is_dir(entry.mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", shown(key))
+        kind, data = self._get(entry.oid, "blob")
+        if kind != BLOB:
+            raise CorruptImageError(f"{shown(key)}: object {entry.oid.hex()} should be a blob")
+        return key, data
+
+    def exists(self, path: str | bytes) -> bool:
+        try:
+            self._entry(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    def stat(self, path: str | bytes) -> Stat:
+        """Mode, size and id of a path; a symlink is described itself, not followed."""
+        _, entry = self._entry(path)
+        return self._stat(entry)
+
+    def _stat(self, entry: Entry) -> Stat:
+        if is_dir(entry.mode):
+            return Stat(entry.mode, 0, entry.oid.hex())
+        offset = self._pack.index.lookup(entry.oid)
+        if offset is None:
+            raise CorruptImageError(f"blob {entry.oid.hex()} is missing from the image")
+        return Stat(entry.mode, self._pack.object_size(offset), entry.oid.hex())
+
+    def read(self, path: str | bytes) -> bytes:
+        """The content of a file (for a symlink: its target, as Git stores it)."""
+        return self._blob(path)[1]
+
+    def open(self, path: str | bytes) -> BlobFile:
+        key, data = self._blob(path)
+        return BlobFile(data, shown(key))
+
+    def readlink(self, path: str | bytes) -> str:
+        key, entry = self._entry(path)
+        if entry.mode != MODE_LINK:
+            raise OSError(errno.EINVAL, "Not a symbolic link", shown(key))
+        return _name(self._blob(key)[1])
+
+    def listdir(self, path: str | bytes = "") -> list[str]:
+        return [_name(child.name) for child in self._layout.children(normalize(path))]
+
+    def scandir(self, path: str | bytes = "") -> list[tuple[str, Stat]]:
+        return [
+            (_name(c.name), self._stat(Entry(c.mode, c.oid))) for c in self._layout.children(normalize(path))
+        ]
+
+    def walk(self, top: str | bytes = "") -> Iterator[tuple[str, list[str], list[str]]]:
+        """Top-down like os.walk: (dirpath, dirnames, filenames); edit dirnames in place to prune."""
+        start = normalize(top)
+        root_entry = self._layout.lookup(start)
+        if not is_dir(root_entry.mode):
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", shown(start))
+        # Each pending directory carries the tree ids above it: a forged tree that contains itself is an
+        # error, not an endless walk.
+        pending: list[tuple[bytes, frozenset[bytes]]] = [(start, frozenset({root_entry.oid}))]
+        while pending:
+            path, ancestors = pending.pop()
+            dirnames: list[str] = []
+            filenames: list[str] = []
+            subdirs: dict[str, bytes] = {}
+            for child in self._layout.children(path):
+                name = _name(child.name)
+                if is_dir(child.mode):
+                    if child.mode == MODE_DIR and child.oid in ancestors:
+                        raise CorruptImageError(f"tree {child.oid.hex()} contains itself")
+                    dirnames.append(name)
+                    subdirs[name] = child.oid
+                else:
+                    filenames.append(name)
+            yield _name(path), dirnames, filenames
+            prefix = path + b"/" if path else b""
+            for name in reversed(dirnames):
+                raw = name.encode("utf-8", "surrogateescape")
+                pending.append((prefix + raw, ancestors | {subdirs.get(name, b"")}))
+
+    # -- commit --------------------------------------------------------------------------------------
+
+    @property
+    def commit_time(self) -> int:
+        return self.info.commit_time

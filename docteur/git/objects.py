@@ -1,0 +1,143 @@
+"""Git objects as raw bytes: hashing, tree and commit parsing and encoding.
+
+The reader runs inside small guests, so this module depends on the standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from docteur.errors import CorruptImageError
+
+# Type numbers as stored in a PACK entry header.
+COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
+OFS_DELTA, REF_DELTA = 6, 7
+TYPE_NAMES = {COMMIT: b"commit", TREE: b"tree", BLOB: b"blob", TAG: b"tag"}
+
+MODE_FILE = 0o100644
+MODE_EXEC = 0o100755
+MODE_LINK = 0o120000
+MODE_DIR = 0o40000
+MODE_GITLINK = 0o160000
+VALID_MODES = frozenset({MODE_FILE, MODE_EXEC, MODE_LINK, MODE_DIR, MODE_GITLINK})
+
+
+def object_id(kind: int, data: bytes | memoryview) -> bytes:
+    """The raw 20-byte SHA-1 of an object, as Git computes it."""
+    h = hashlib.sha1(b"%s %d\0" % (TYPE_NAMES[kind], len(data)))
+    h.update(data)
+    return h.digest()
+
+
+class TreeEntry(NamedTuple):
+    name: bytes
+    mode: int
+    oid: bytes
+
+
+def parse_tree(data: bytes) -> list[TreeEntry]:
+    """Split a tree object into entries; raises CorruptImageError on malformed bytes."""
+    entries: list[TreeEntry] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        space = data.find(b" ", pos, pos + 8)
+        nul = data.find(b"\0", space + 1) if space > 0 else -1
+        if nul < 0 or nul + 21 > end:
+            raise CorruptImageError("malformed tree object")
+        mode_text = data[pos:space]
+        if not mode_text.isdigit():
+            raise CorruptImageError("malformed tree entry mode")
+        entries.append(TreeEntry(data[space + 1 : nul], int(mode_text, 8), data[nul + 1 : nul + 21]))
+        pos = nul + 21
+    return entries
+
+
+def tree_sort_key(name: bytes, mode: int) -> bytes:
+    # Git orders a directory as if its name ended with '/'.
+    return name + b"/" if mode == MODE_DIR else name
+
+
+def encode_tree(entries: list[TreeEntry]) -> bytes:
+    ordered = sorted(entries, key=lambda e: tree_sort_key(e.name, e.mode))
+    return b"".join(b"%o %s\0%s" % (e.mode, e.name, e.oid) for e in ordered)
+
+
+def tree_problems(entries: list[TreeEntry]) -> list[str]:
+    """What is wrong with a parsed tree: bad names, duplicates, order, modes (empty when well-formed)."""
+    problems: list[str] = []
+    previous: bytes | None = None
+    seen: set[bytes] = set()
+    for e in entries:
+        shown = e.name.decode("utf-8", "backslashreplace")
+        if e.name in (b"", b".", b".."):
+            problems.append(f"invalid entry name {shown!r}")
+        elif b"/" in e.name or b"\0" in e.name:
+            problems.append(f"entry name with '/' or NUL: {shown!r}")
+        if e.mode not in VALID_MODES:
+            problems.append(f"entry {shown!r} has invalid mode {e.mode:o}")
+        key = tree_sort_key(e.name, e.mode)
+        if e.name in seen:
+            problems.append(f"duplicate entry {shown!r}")
+        elif previous is not None and key <= previous:
+            problems.append(f"entry {shown!r} is out of order")
+        seen.add(e.name)
+        previous = key
+    return problems
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    id: str
+    tree: str
+    parents: list[str] = field(default_factory=list)
+    author: bytes = b""
+    committer: bytes = b""
+    author_time: int = 0
+    commit_time: int = 0
+    message: bytes = b""
+
+
+def _split_signature(value: bytes) -> tuple[bytes, int]:
+    # "Name <email> 1602316800 +0000" -> (b"Name <email>", 1602316800)
+    ident, _, rest = value.rpartition(b">")
+    fields = rest.split()
+    try:
+        when = int(fields[0]) if fields else 0
+    except ValueError:
+        when = 0
+    return ident + b">", when
+
+
+def parse_commit(oid: str, data: bytes) -> CommitInfo:
+    header, _, message = data.partition(b"\n\n")
+    tree = ""
+    parents: list[str] = []
+    author = committer = b""
+    author_time = commit_time = 0
+    for line in header.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        if key == b"tree":
+            tree = value.decode("ascii", "replace")
+        elif key == b"parent":
+            parents.append(value.decode("ascii", "replace"))
+        elif key == b"author":
+            author, author_time = _split_signature(value)
+        elif key == b"committer":
+            committer, commit_time = _split_signature(value)
+    if len(tree) != 40 or any(c not in "0123456789abcdef" for c in tree):
+        raise CorruptImageError(f"commit {oid} has no valid tree")
+    return CommitInfo(oid, tree, parents, author, committer, author_time, commit_time, message)
+
+
+def peel_tag(data: bytes) -> tuple[str, bytes]:
+    """(object id, type name) a tag object points at."""
+    target, kind = "", b""
+    for line in data.split(b"\n\n", 1)[0].split(b"\n"):
+        key, _, value = line.partition(b" ")
+        if key == b"object":
+            target = value.decode("ascii", "replace")
+        elif key == b"type":
+            kind = value
+    return target, kind

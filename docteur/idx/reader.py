@@ -1,0 +1,105 @@
+"""Read a version-2 pack index in place (a memoryview over the image): no per-object work at open."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator
+
+from docteur.errors import CorruptImageError
+
+MAGIC = b"\xfftOc"
+VERSION = 2
+HEADER_SIZE = 8
+FANOUT_SIZE = 256 * 4
+LARGE_OFFSET_FLAG = 0x80000000
+
+
+def idx_length(buf: memoryview, count: int) -> int:
+    """Total length of the index whose object count is `count`, read from its offset table."""
+    offsets_at = HEADER_SIZE + FANOUT_SIZE + count * 24
+    table = buf[offsets_at : offsets_at + 4 * count]
+    if len(table) != 4 * count:
+        raise CorruptImageError("pack index is truncated")
+    large = sum(1 for (value,) in struct.iter_unpack(">I", table) if value & LARGE_OFFSET_FLAG)
+    return offsets_at + 4 * count + 8 * large + 40
+
+
+class PackIndex:
+    """Object id -> PACK offset and CRC32, from an IDX v2 held in `buf` (which starts at the magic)."""
+
+    def __init__(self, buf: memoryview) -> None:
+        if len(buf) < HEADER_SIZE + FANOUT_SIZE + 40 or bytes(buf[:4]) != MAGIC:
+            raise CorruptImageError("no pack index (IDX v2 magic) where the header says")
+        (version,) = struct.unpack_from(">I", buf, 4)
+        if version != VERSION:
+            raise CorruptImageError(f"unsupported pack index version {version}")
+        self.fanout = struct.unpack_from(">256I", buf, HEADER_SIZE)
+        self.count = self.fanout[255]
+        if any(a > b for a, b in zip(self.fanout, self.fanout[1:], strict=False)):
+            raise CorruptImageError("pack index fan-out table is not monotonic")
+        self.length = idx_length(buf, self.count)
+        if len(buf) < self.length:
+            raise CorruptImageError("pack index is truncated")
+        self.buf = buf[: self.length]
+        n = self.count
+        self._names = HEADER_SIZE + FANOUT_SIZE
+        self._crcs = self._names + 20 * n
+        self._offsets = self._crcs + 4 * n
+        self._large = self._offsets + 4 * n
+        self.pack_checksum = bytes(self.buf[self.length - 40 : self.length - 20])
+        self.checksum = bytes(self.buf[self.length - 20 :])
+
+    def checksum_ok(self) -> bool:
+        return hashlib.sha1(self.buf[: self.length - 20]).digest() == self.checksum
+
+    def name(self, i: int) -> bytes:
+        at = self._names + 20 * i
+        return bytes(self.buf[at : at + 20])
+
+    def crc32(self, i: int) -> int:
+        return struct.unpack_from(">I", self.buf, self._crcs + 4 * i)[0]
+
+    def offset(self, i: int) -> int:
+        (value,) = struct.unpack_from(">I", self.buf, self._offsets + 4 * i)
+        if value & LARGE_OFFSET_FLAG:
+            at = self._large + 8 * (value & ~LARGE_OFFSET_FLAG)
+            if at + 8 > self.length - 40:
+                raise CorruptImageError("pack index large offset out of range")
+            (value,) = struct.unpack_from(">Q", self.buf, at)
+        return value
+
+    def find(self, oid: bytes) -> int:
+        """Position of `oid` in the index, or -1."""
+        if len(oid) != 20:
+            return -1
+        first = oid[0]
+        lo = self.fanout[first - 1] if first else 0
+        hi = self.fanout[first]
+        buf, base = self.buf, self._names
+        while lo < hi:
+            mid = (lo + hi) // 2
+            at = base + 20 * mid
+            probe = buf[at : at + 20].tobytes()
+            if probe == oid:
+                return mid
+            if probe < oid:
+                lo = mid + 1
+            else:
+                hi = mid
+        return -1
+
+    def lookup(self, oid: bytes) -> int | None:
+        """PACK offset of `oid`, or None when the index does not hold it."""
+        i = self.find(oid)
+        return None if i < 0 else self.offset(i)
+
+    def __contains__(self, oid: bytes) -> bool:
+        return self.find(oid) >= 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (self.name(i) for i in range(self.count))
+
+    def entries(self) -> Iterator[tuple[bytes, int, int]]:
+        """(id, offset, crc32) in index order."""
+        return ((self.name(i), self.offset(i), self.crc32(i)) for i in range(self.count))

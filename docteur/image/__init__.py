@@ -1,0 +1,1 @@
+"""The docteur disk-image layout: header, PACK, padding, IDX, padding."""

@@ -1,0 +1,99 @@
+"""Byte layout of a docteur image, compatible with OCaml docteur's disk.img.
+
+0      20-byte commit id (raw)
+20     int64 little-endian: absolute offset of the IDX
+28     the Git PACK
+...    zeros up to a multiple of the block size
+IDX    the pack index, version 2
+...    zeros up to a multiple of the block size
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from docteur.errors import CorruptImageError
+from docteur.idx.reader import MAGIC as IDX_MAGIC
+from docteur.idx.reader import PackIndex
+
+HEADER = struct.Struct("<20sq")
+PACK_OFFSET = HEADER.size  # 28
+DEFAULT_BLOCK_SIZE = 512
+MIN_BLOCK_SIZE = 512
+MAX_BLOCK_SIZE = 1 << 24
+
+
+def align(n: int, block_size: int) -> int:
+    return -(-n // block_size) * block_size
+
+
+def check_block_size(block_size: int) -> None:
+    if not (MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE and block_size & (block_size - 1) == 0):
+        raise ValueError(f"block size must be a power of two from {MIN_BLOCK_SIZE} to {MAX_BLOCK_SIZE}")
+
+
+def encode_header(commit: bytes, idx_offset: int) -> bytes:
+    return HEADER.pack(commit, idx_offset)
+
+
+@dataclass(frozen=True)
+class Sections:
+    """Where the parts of an image lie; every length comes from the header and the IDX."""
+
+    commit: bytes
+    stored_idx_offset: int
+    idx_offset: int
+    idx_length: int
+    pack_length: int
+
+    @property
+    def idx_end(self) -> int:
+        return self.idx_offset + self.idx_length
+
+
+def _idx_candidates(stored: int) -> list[int]:
+    # OCaml docteur stored round-up(PACK length) for an IDX written at round-up(28 + PACK length): for those
+    # images the IDX lies one block after the stored offset. The block size is not recorded, but it divides
+    # the stored offset: try the stored offset, then one block further for each power of two that divides it.
+    candidates = [stored]
+    block = MIN_BLOCK_SIZE
+    while block <= MAX_BLOCK_SIZE and stored % block == 0:
+        candidates.append(stored + block)
+        block <<= 1
+    return candidates
+
+
+def _pack_end(buf: memoryview, idx_offset: int, pack_checksum: bytes) -> int:
+    """End of the PACK: its trailing checksum is the last non-zero data before the IDX's padding."""
+    end = idx_offset
+    while end > PACK_OFFSET:
+        start = max(PACK_OFFSET, end - 4096)
+        stripped = len(bytes(buf[start:end]).rstrip(b"\0"))
+        if stripped:
+            end = start + stripped
+            break
+        end = start
+    # The checksum may itself end in zero bytes: it ends somewhere in [end, end + 20).
+    for candidate in range(end, min(end + 20, idx_offset) + 1):
+        if candidate - 20 >= PACK_OFFSET and buf[candidate - 20 : candidate] == pack_checksum:
+            return candidate
+    raise CorruptImageError("the PACK's checksum does not match the one the IDX records")
+
+
+def locate(buf: memoryview) -> tuple[Sections, PackIndex]:
+    """Parse the header, find the IDX (tolerating OCaml docteur's off-by-one-block offset) and the PACK."""
+    if len(buf) < PACK_OFFSET + 32:
+        raise CorruptImageError("image is too small to hold a header and a PACK")
+    commit, stored = HEADER.unpack_from(buf, 0)
+    if not PACK_OFFSET < stored < len(buf):
+        raise CorruptImageError(f"header names IDX offset {stored}, outside the image")
+    for offset in _idx_candidates(stored):
+        if buf[offset : offset + 4] == IDX_MAGIC:
+            break
+    else:
+        raise CorruptImageError(f"no pack index at offset {stored} named by the header")
+    index = PackIndex(buf[offset:])
+    pack_end = _pack_end(buf, offset, index.pack_checksum)
+    sections = Sections(commit, stored, offset, index.length, pack_end - PACK_OFFSET)
+    return sections, index

@@ -1,0 +1,88 @@
+"""docteur-make: from a source (remote, repository or directory) to an image, atomically."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from docteur.errors import DocteurError, SourceError
+from docteur.image.format import DEFAULT_BLOCK_SIZE, check_block_size
+from docteur.image.writer import write_image
+from docteur.pack.engine import build_pack
+from docteur.progress import Progress
+from docteur.source import Snapshot, spec
+
+
+@dataclass(frozen=True)
+class Made:
+    commit: str
+    objects: int
+    size: int
+
+
+def parse_date(text: str) -> datetime:
+    """An RFC 3339 date-time with its offset, e.g. 2020-10-10T08:00:00+00:00 or ...Z."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise DocteurError(f"invalid date (RFC 3339 expected): {text!r}") from None
+    if when.tzinfo is None:
+        raise DocteurError(f"date has no time zone offset (RFC 3339 expected): {text!r}")
+    return when
+
+
+def _warn(message: str) -> None:
+    print(f"docteur-make: warning: {message}", file=sys.stderr)
+
+
+def _snapshot(
+    source: str, branch: str | None, history: bool, when: datetime, workdir: Path, progress: Progress
+) -> Snapshot:
+    from docteur.source import repository
+
+    where = spec.parse(source)
+    if where.kind == "remote":
+        from dulwich.repo import Repo
+
+        from docteur.source import remote
+
+        target = Repo.init_bare(str(workdir / "fetched.git"), mkdir=True)
+        wanted = remote.fetch(where.location, branch, history, target)
+        return repository.snapshot_of(target, wanted, history, progress)
+    repo = repository.open_repo(where.location)
+    if repo is not None:
+        return repository.snapshot(repo, branch, history, progress)
+    if branch is not None:
+        raise SourceError(f"-b {branch} given, but {where.location} is a directory, not a repository")
+    from docteur.source import directory
+
+    return directory.stage(where.location, when, workdir, progress, _warn)
+
+
+def make(
+    source: str,
+    output: str | Path,
+    *,
+    branch: str | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    date: datetime | None = None,
+    history: bool = False,
+    quiet: bool = False,
+    warn: Callable[[str], None] = _warn,
+) -> Made:
+    check_block_size(block_size)
+    when = date if date is not None else datetime.now().astimezone()
+    output = Path(output)
+    progress = Progress(not quiet)
+    with tempfile.TemporaryDirectory(prefix="docteur-make-") as scratch:
+        workdir = Path(scratch)
+        snapshot = _snapshot(source, branch, history, when, workdir, progress)
+        pack, idx = build_pack(snapshot, workdir, progress.enabled, warn)
+        progress.start("writing image")
+        size = write_image(output, bytes.fromhex(snapshot.commit.decode()), pack, idx, block_size)
+        progress.finish()
+    return Made(snapshot.commit.decode(), len(snapshot.objects), size)

@@ -1,0 +1,191 @@
+"""Read objects out of a PACK held in memory (an mmap'd image), resolving delta chains.
+
+Every read is bounded: declared sizes are checked against a maximum object size, inflation never produces
+more than the declared size, delta chains are walked iteratively with cycle detection, and every offset is
+checked against the PACK's extent.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+
+from docteur.errors import CorruptImageError
+from docteur.git.objects import BLOB, COMMIT, OFS_DELTA, REF_DELTA, TAG, TREE
+from docteur.idx.reader import PackIndex
+from docteur.pack.delta import apply_delta, delta_sizes
+
+PACK_MAGIC = b"PACK"
+DEFAULT_CACHE_BYTES = 32 << 20
+DEFAULT_MAX_OBJECT_SIZE = 1 << 30
+MAX_CHAIN = 10_000
+BASE_TYPES = (COMMIT, TREE, BLOB, TAG)
+
+
+class ObjectCache:
+    """A least-recently-used cache of inflated objects, bounded by their total size in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._items: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
+
+    def get(self, key: int) -> tuple[int, bytes] | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, key: int, item: tuple[int, bytes]) -> None:
+        cost = len(item[1])
+        if cost > self.max_bytes // 4 or key in self._items:
+            return
+        self._items[key] = item
+        self.size += cost
+        while self.size > self.max_bytes:
+            _, (_, old) = self._items.popitem(last=False)
+            self.size -= len(old)
+
+
+class PackReader:
+    """Objects of one PACK (`buf` holds exactly the PACK, trailer included), located through its index."""
+
+    def __init__(
+        self,
+        buf: memoryview,
+        index: PackIndex,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        max_object_size: int = DEFAULT_MAX_OBJECT_SIZE,
+    ) -> None:
+        if len(buf) < 32 or bytes(buf[:4]) != PACK_MAGIC:
+            raise CorruptImageError("no PACK signature after the header")
+        self.buf = buf
+        self.index = index
+        self.end = len(buf) - 20  # objects end where the trailing checksum starts
+        self.max_object_size = max_object_size
+        self.cache = ObjectCache(cache_bytes)
+
+    def entry_header(self, offset: int) -> tuple[int, int, int, int | bytes | None]:
+        """(type, declared size, start of the zlib data, delta base: offset, raw id or None)."""
+        buf, end = self.buf, self.end
+        if not 12 <= offset < end:
+            raise CorruptImageError(f"object offset {offset} is outside the PACK")
+        byte = buf[offset]
+        kind = (byte >> 4) & 7
+        size = byte & 0x0F
+        shift, pos = 4, offset + 1
+        while byte & 0x80:
+            if pos >= end or shift > 60:
+                raise CorruptImageError(f"truncated object header at {offset}")
+            byte = buf[pos]
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            pos += 1
+        if size > self.max_object_size:
+            raise CorruptImageError(f"object at {offset} declares {size} bytes, over the maximum")
+        base: int | bytes | None = None
+        if kind == OFS_DELTA:
+            if pos >= end:
+                raise CorruptImageError(f"truncated delta offset at {offset}")
+            byte = buf[pos]
+            pos += 1
+            distance = byte & 0x7F
+            while byte & 0x80:
+                if pos >= end or distance > end:
+                    raise CorruptImageError(f"bad delta base offset at {offset}")
+                byte = buf[pos]
+                pos += 1
+                distance = ((distance + 1) << 7) | (byte & 0x7F)
+            if not 0 < distance <= offset - 12:
+                raise CorruptImageError(f"delta at {offset} has its base outside the PACK")
+            base = offset - distance
+        elif kind == REF_DELTA:
+            if pos + 20 > end:
+                raise CorruptImageError(f"truncated delta base id at {offset}")
+            base = bytes(buf[pos : pos + 20])
+            pos += 20
+        elif kind not in BASE_TYPES:
+            raise CorruptImageError(f"object at {offset} has unknown type {kind}")
+        return kind, size, pos, base
+
+    def inflate(self, pos: int, size: int) -> bytes:
+        """Exactly `size` bytes from the zlib stream at `pos`, never more (zlib bombs stop at size + 1)."""
+        d = zlib.decompressobj()
+        out: list[bytes] = []
+        got = 0
+        step = size + (size >> 6) + 64  # enough input for one call, even for stored (incompressible) data
+        try:
+            while not d.eof:
+                if pos >= self.end:
+                    raise CorruptImageError("object data runs past the end of the PACK")
+                chunk = self.buf[pos : min(pos + step, self.end)]
+                pos += len(chunk)
+                piece = d.decompress(chunk, size + 1 - got)
+                got += len(piece)
+                if got > size or (d.unconsumed_tail and not d.eof):
+                    raise CorruptImageError("object inflates to more than its declared size")
+                out.append(piece)
+        except zlib.error as e:
+            raise CorruptImageError(f"object data does not inflate: {e}") from None
+        if got != size:
+            raise CorruptImageError("object inflates to less than its declared size")
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def base_offset(self, base: int | bytes) -> int:
+        if isinstance(base, int):
+            return base
+        offset = self.index.lookup(base)
+        if offset is None:
+            raise CorruptImageError(f"delta base {base.hex()} is not in the image")
+        return offset
+
+    def object_at(self, offset: int) -> tuple[int, bytes]:
+        """(type, content) of the object stored at `offset`, deltas resolved."""
+        cache = self.cache
+        item = cache.get(offset)
+        if item is not None:
+            return item
+        chain: list[tuple[int, int, int]] = []
+        seen: set[int] = set()
+        at = offset
+        while True:
+            kind, size, pos, base = self.entry_header(at)
+            if base is None:
+                item = (kind, self.inflate(pos, size))
+                cache.put(at, item)
+                break
+            if at in seen or len(chain) >= MAX_CHAIN:
+                raise CorruptImageError(f"delta chain at {offset} loops or is too deep")
+            seen.add(at)
+            chain.append((at, size, pos))
+            at = self.base_offset(base)
+            cached = cache.get(at)
+            if cached is not None:
+                item = cached
+                break
+        kind, data = item
+        for at, size, pos in reversed(chain):
+            data = apply_delta(data, self.inflate(pos, size), self.max_object_size)
+            cache.put(at, (kind, data))
+        return kind, data
+
+    def get(self, oid: bytes) -> tuple[int, bytes]:
+        offset = self.index.lookup(oid)
+        if offset is None:
+            raise KeyError(oid.hex())
+        return self.object_at(offset)
+
+    def object_size(self, offset: int) -> int:
+        """Size of the object at `offset` without inflating it whole (a delta's header gives its result)."""
+        _, size, pos, base = self.entry_header(offset)
+        if base is None:
+            return size
+        item = self.cache.get(offset)
+        if item is not None:
+            return len(item[1])
+        try:
+            head = zlib.decompressobj().decompress(self.buf[pos : min(pos + 64, self.end)], 24)
+        except zlib.error as e:
+            raise CorruptImageError(f"delta at {offset} does not inflate: {e}") from None
+        return delta_sizes(head)[1]

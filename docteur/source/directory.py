@@ -1,0 +1,158 @@
+"""A plain directory as a Snapshot: blobs, trees and the commit OCaml docteur would make for it.
+
+The same directory and date give the same commit id as OCaml docteur: author and committer
+"Dr. Greenthumb <noreply@cypress.hill>" at the date, and no message (the commit ends after the committer
+line). Objects are staged, uncompressed, in a PACK of a scratch bare repository so that the packing
+engine (git pack-objects, or dulwich) can read them like any repository's.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from dulwich.repo import Repo
+
+from docteur.errors import SourceError
+from docteur.git.objects import (
+    BLOB,
+    COMMIT,
+    MODE_DIR,
+    MODE_EXEC,
+    MODE_FILE,
+    MODE_LINK,
+    TREE,
+    TreeEntry,
+    encode_tree,
+    object_id,
+)
+from docteur.idx.writer import encode_index
+from docteur.pack.writer import PackWriter
+from docteur.progress import Progress
+from docteur.source import Snapshot
+
+AUTHOR = b"Dr. Greenthumb <noreply@cypress.hill>"
+
+
+def signature_time(when: datetime) -> bytes:
+    """'1602316800 +0000' for a timezone-aware datetime."""
+    offset = when.utcoffset()
+    minutes = int(offset.total_seconds()) // 60 if offset is not None else 0
+    sign = "-" if minutes < 0 else "+"
+    minutes = abs(minutes)
+    return b"%d %s%02d%02d" % (int(when.timestamp()), sign.encode(), minutes // 60, minutes % 60)
+
+
+def encode_commit(tree: bytes, when: datetime) -> bytes:
+    signature = AUTHOR + b" " + signature_time(when)
+    return b"tree %s\nauthor %s\ncommitter %s\n" % (tree.hex().encode(), signature, signature)
+
+
+@dataclass
+class _Frame:
+    """A directory being read: its entries still to visit and the tree entries made so far."""
+
+    path: bytes
+    rel: bytes
+    pending: list[os.DirEntry[bytes]]
+    done: list[TreeEntry] = field(default_factory=list)
+
+
+def _scan(path: bytes) -> list[os.DirEntry[bytes]]:
+    try:
+        with os.scandir(path) as it:
+            # Reversed so that pop() visits names in order: the object order is reproducible.
+            return sorted(it, key=lambda e: e.name, reverse=True)
+    except OSError as e:
+        raise SourceError(f"cannot read directory {os.fsdecode(path)}: {e.strerror}") from None
+
+
+def _read(path: bytes) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise SourceError(f"cannot read {os.fsdecode(path)}: {e.strerror}") from None
+
+
+class _Stager:
+    def __init__(self, writer: PackWriter, progress: Progress, warn: Callable[[str], None]) -> None:
+        self.writer = writer
+        self.progress = progress
+        self.warn = warn
+        self.hints: dict[bytes, bytes] = {}
+        self.order: list[bytes] = []
+
+    def add(self, kind: int, data: bytes, hint: bytes) -> bytes:
+        oid = object_id(kind, data)
+        if oid not in self.writer:
+            self.writer.add(oid, kind, data)
+            self.order.append(oid)
+            self.hints[oid] = hint
+            self.progress.advance()
+        return oid
+
+    def entry(self, item: os.DirEntry[bytes], rel: bytes) -> TreeEntry | None:
+        """The tree entry for a file or symlink; None (with a warning) for fifos, sockets, devices."""
+        try:
+            st = item.stat(follow_symlinks=False)
+        except OSError as e:
+            raise SourceError(f"cannot stat {os.fsdecode(item.path)}: {e.strerror}") from None
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                target = os.readlink(item.path)
+            except OSError as e:
+                raise SourceError(f"cannot read link {os.fsdecode(item.path)}: {e.strerror}") from None
+            return TreeEntry(item.name, MODE_LINK, self.add(BLOB, target, rel))
+        if stat.S_ISREG(st.st_mode):
+            mode = MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE
+            return TreeEntry(item.name, mode, self.add(BLOB, _read(item.path), rel))
+        self.warn(f"skipping {os.fsdecode(item.path)}: not a regular file, directory or symlink")
+        return None
+
+    def tree(self, root: bytes) -> bytes:
+        """Stage every object below `root`, depth first without recursion; return the root tree id."""
+        frames = [_Frame(root, b"", _scan(root))]
+        while True:
+            frame = frames[-1]
+            if frame.pending:
+                item = frame.pending.pop()
+                rel = frame.rel + b"/" + item.name if frame.rel else item.name
+                if item.is_dir(follow_symlinks=False):
+                    frames.append(_Frame(item.path, rel, _scan(item.path)))
+                elif (made := self.entry(item, rel)) is not None:
+                    frame.done.append(made)
+                continue
+            oid = self.add(TREE, encode_tree(frame.done), frame.rel)
+            frames.pop()
+            if not frames:
+                return oid
+            frames[-1].done.append(TreeEntry(os.path.basename(frame.path), MODE_DIR, oid))
+
+
+def stage(
+    directory: str, when: datetime, workdir: Path, progress: Progress, warn: Callable[[str], None]
+) -> Snapshot:
+    if not os.path.isdir(directory):
+        raise SourceError(f"source is not a directory or a repository: {directory}")
+    repo = Repo.init_bare(str(workdir / "staging.git"), mkdir=True)
+    pack_dir = workdir / "staging.git" / "objects" / "pack"
+    staging = pack_dir / "staging.pack"
+    progress.start("reading files")
+    with staging.open("w+b") as out:
+        writer = PackWriter(out, level=0)
+        stager = _Stager(writer, progress, warn)
+        tree = stager.tree(os.fsencode(directory))
+        commit = stager.add(COMMIT, encode_commit(tree, when), b"")
+        checksum = writer.finish()
+    progress.finish()
+    name = pack_dir / f"pack-{checksum.hex()}"
+    staging.rename(name.with_suffix(".pack"))
+    name.with_suffix(".idx").write_bytes(encode_index(writer.entries, checksum))
+    order = [commit, *stager.order[:-1]]  # the commit first, as git orders a pack
+    objects = [(oid.hex().encode(), stager.hints[oid]) for oid in order]
+    return Snapshot(repo.path, commit.hex().encode(), objects, recompress=True)
