@@ -58,7 +58,12 @@ def write_image(output: Path, commit: bytes, pack: Path, idx: bytes, block_size:
         return size
     if output.is_dir():
         raise IsADirectoryError(21, "Is a directory", str(output))
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    if output.exists() and not output.is_file():
+        raise OSError(22, "not a regular file or a block device", str(output))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(output)) from None
     try:
         with os.fdopen(fd, "wb") as out:
             size = _write_sections(out, commit, pack, idx, block_size)

@@ -1,0 +1,5 @@
+"""`python -m docteur` runs the docteur command."""
+
+from docteur.cli.main import app
+
+app()

@@ -1,0 +1,223 @@
+"""docteur-verify: check everything an image holds, and say what is wrong, one line per problem."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import mmap
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from docteur.errors import CorruptImageError
+from docteur.git.objects import (
+    BLOB,
+    COMMIT,
+    MODE_DIR,
+    MODE_GITLINK,
+    TREE,
+    CommitInfo,
+    object_id,
+    parse_commit,
+    parse_tree,
+    tree_problems,
+)
+from docteur.idx.reader import PackIndex
+from docteur.image.format import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, PACK_OFFSET, Sections, align, locate
+from docteur.pack.delta import apply_delta
+from docteur.pack.reader import PackReader
+
+MAX_PROBLEMS = 100
+_VERIFY_CACHE_BYTES = 128 << 20
+
+
+@dataclass
+class Report:
+    path: str
+    info: CommitInfo | None = None
+    problems: list[str] = field(default_factory=list)
+    objects: int = 0
+    block_size: int | None = None
+    size: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _is_zero(region: memoryview) -> bool:
+    return not bytes(region).strip(b"\0")
+
+
+def _inflate_exactly(raw: memoryview, size: int) -> bytes:
+    """Inflate a whole entry's data: it must give `size` bytes and end exactly where the entry ends."""
+    d = zlib.decompressobj()
+    try:
+        data = d.decompress(raw, size + 1)
+    except zlib.error as e:
+        raise CorruptImageError(f"data does not inflate: {e}") from None
+    if len(data) != size or not d.eof:
+        raise CorruptImageError(f"data inflates to {len(data)} bytes, {size} declared")
+    if d.unused_data or d.unconsumed_tail:
+        raise CorruptImageError("data is followed by stray bytes")
+    return data
+
+
+class _Checker:
+    def __init__(self, report: Report, buf: memoryview, device: bool) -> None:
+        self.report = report
+        self.buf = buf
+        self.device = device
+        self.kinds: dict[bytes, int] = {}
+
+    def problem(self, text: str) -> None:
+        self.report.problems.append(text)
+
+    def layout(self, sections: Sections) -> None:
+        if sections.stored_idx_offset != sections.idx_offset:
+            self.problem(
+                f"header names IDX offset {sections.stored_idx_offset}, "
+                f"but the IDX starts at {sections.idx_offset}"
+            )
+        pack_end = PACK_OFFSET + sections.pack_length
+        gap = sections.idx_offset - pack_end
+        block = MIN_BLOCK_SIZE
+        while block <= MAX_BLOCK_SIZE and not (sections.idx_offset % block == 0 and 0 <= gap <= block):
+            block <<= 1
+        if block > MAX_BLOCK_SIZE:
+            self.problem(f"IDX offset {sections.idx_offset} is not the PACK's end rounded up to a block")
+            block = MIN_BLOCK_SIZE
+        else:
+            self.report.block_size = block
+        if not _is_zero(self.buf[pack_end : sections.idx_offset]):
+            self.problem("padding between the PACK and the IDX is not all zeros")
+        end = len(self.buf) if not self.device else align(sections.idx_end, block)
+        if not self.device and (end % block or end - sections.idx_end > block):
+            self.problem(f"image size {end} is not the IDX's end rounded up to the block size {block}")
+        if not _is_zero(self.buf[sections.idx_end : end]):
+            self.problem("padding after the IDX is not all zeros")
+
+    def checksums(self, pack: memoryview, index: PackIndex) -> None:
+        version, count = struct.unpack_from(">II", pack, 4)
+        if version not in (2, 3):
+            self.problem(f"unsupported PACK version {version}")
+        if count != index.count:
+            self.problem(f"PACK holds {count} objects, IDX lists {index.count}")
+        if hashlib.sha1(pack[:-20]).digest() != bytes(pack[-20:]):
+            self.problem("PACK checksum mismatch")
+        if not index.checksum_ok():
+            self.problem("IDX checksum mismatch")
+
+    def objects(self, reader: PackReader, index: PackIndex) -> None:
+        rows = sorted((offset, oid, crc) for oid, offset, crc in index.entries())
+        names = list(index)
+        if any(a >= b for a, b in itertools.pairwise(names)):
+            self.problem("IDX object ids are not strictly sorted")
+        counts = [0] * 256
+        for oid in names:
+            counts[oid[0]] += 1
+        if list(itertools.accumulate(counts)) != list(index.fanout):
+            self.problem("IDX fan-out table does not match its object ids")
+        for i, (offset, oid, crc) in enumerate(rows):
+            end = rows[i + 1][0] if i + 1 < len(rows) else reader.end
+            where = f"object {oid.hex()} at {offset}"
+            if not 12 <= offset < end:
+                self.problem(f"{where}: offset outside the PACK or shared with another object")
+                continue
+            if zlib.crc32(reader.buf[offset:end]) != crc:
+                self.problem(f"{where}: CRC32 mismatch")
+                continue
+            try:
+                kind, data = self._resolve(reader, offset, end)
+            except CorruptImageError as e:
+                self.problem(f"{where}: {e}")
+                continue
+            if object_id(kind, data) != oid:
+                self.problem(f"{where}: content does not hash to its id")
+                continue
+            self.kinds[oid] = kind
+            self.report.objects += 1
+
+    @staticmethod
+    def _resolve(reader: PackReader, offset: int, end: int) -> tuple[int, bytes]:
+        _, size, pos, base = reader.entry_header(offset)
+        data = _inflate_exactly(reader.buf[pos:end], size)
+        if base is None:
+            kind = reader.entry_header(offset)[0]
+        else:
+            kind, base_data = reader.object_at(reader.base_offset(base))
+            data = apply_delta(base_data, data, reader.max_object_size)
+        reader.cache.put(offset, (kind, data))
+        return kind, data
+
+    def reachable(self, reader: PackReader, commit: bytes) -> CommitInfo | None:
+        if self.kinds.get(commit) != COMMIT:
+            self.problem(f"commit {commit.hex()} named by the header is missing or not a commit")
+            return None
+        info = parse_commit(commit.hex(), reader.get(commit)[1])
+        pending = [(bytes.fromhex(info.tree), "/")]
+        seen: set[bytes] = set()
+        while pending:
+            tree, path = pending.pop()
+            if tree in seen:
+                continue
+            seen.add(tree)
+            if self.kinds.get(tree) != TREE:
+                self.problem(f"tree {tree.hex()} ({path}) is missing or not a tree")
+                continue
+            entries = parse_tree(reader.get(tree)[1])
+            self.report.problems.extend(f"tree {tree.hex()} ({path}): {p}" for p in tree_problems(entries))
+            for e in entries:
+                child = path + e.name.decode("utf-8", "backslashreplace")
+                if e.mode == MODE_DIR:
+                    pending.append((e.oid, child + "/"))
+                elif e.mode != MODE_GITLINK and self.kinds.get(e.oid) != BLOB:
+                    self.problem(f"blob {e.oid.hex()} ({child}) is missing or not a blob")
+        return info
+
+
+def verify(path: str) -> Report:
+    report = Report(path)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        device = not os.path.isfile(path)
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size == 0:
+            report.problems.append("image is empty")
+            return report
+        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mm:
+            report.size = size
+            _check(report, memoryview(mm), device)
+    finally:
+        os.close(fd)
+    if len(report.problems) > MAX_PROBLEMS:
+        more = len(report.problems) - MAX_PROBLEMS
+        report.problems[MAX_PROBLEMS:] = [f"... and {more} more problems"]
+    return report
+
+
+def _check(report: Report, buf: memoryview, device: bool) -> None:
+    checker = _Checker(report, buf, device)
+    try:
+        sections, index = locate(buf)
+        checker.layout(sections)
+        pack = buf[PACK_OFFSET : PACK_OFFSET + sections.pack_length]
+        checker.checksums(pack, index)
+        reader = PackReader(pack, index, cache_bytes=_VERIFY_CACHE_BYTES)
+        checker.objects(reader, index)
+        report.info = checker.reachable(reader, sections.commit)
+    except CorruptImageError as e:
+        report.problems.append(str(e))
+
+
+def describe(info: CommitInfo) -> str:
+    """The summary OCaml docteur's verify prints: commit, author, root, a blank line, the message."""
+    name, _, email = info.author.decode("utf-8", "replace").rpartition(" <")
+    return (
+        f"commit\t: {info.id}\n"
+        f'author\t: "{name}" <{email}\n'
+        f"root\t: {info.tree}\n"
+        "\n"
+        f"{info.message.decode('utf-8', 'replace')}"
+    )
