@@ -1,0 +1,5 @@
+import sys
+
+from docteur.ninep.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""docteur-serve: serve an image's tree read-only over 9P (stdlib and docteur only: it runs in guests)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import NoReturn
+
+import docteur
+from docteur.ninep.fs import ReadOnlyFS
+from docteur.ninep.listen import DEFAULT_LISTEN, Listen, parse_listen, serve
+from docteur.ninep.server import MIN_MSIZE, Limits, Server
+
+MAX_MSIZE = 1 << 20
+LAYOUTS = ("tree", "datakit")
+
+
+def run(
+    image: str,
+    where: Listen,
+    *,
+    layout: str = "tree",
+    uid: int = 0,
+    gid: int = 0,
+    limits: Limits | None = None,
+) -> None:
+    """Serve ``image`` until stopped; the image's errors (DocteurError, OSError) reach the caller."""
+    with docteur.open(image) as img:
+        fs: ReadOnlyFS
+        if layout == "datakit":
+            from docteur.ninep.datakit import DatakitFS
+
+            fs = DatakitFS(img)
+        else:
+            from docteur.ninep.tree import TreeFS
+
+            fs = TreeFS(img)
+        asyncio.run(serve(Server(fs, uid=uid, gid=gid, limits=limits), where))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _bounded(low: int, high: int) -> type[int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError
+        return value
+
+    parse.__name__ = f"{low}..{high}"
+    return parse  # type: ignore[return-value]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="docteur-serve", description="Serve a docteur image read-only over 9P.")
+    p.add_argument("image", help="the image: a file or a block device")
+    p.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        help=f"tcp:HOST:PORT, unix:PATH or stdio (one session on stdin/stdout, tty or not); {DEFAULT_LISTEN}",
+    )
+    p.add_argument(
+        "--layout", choices=LAYOUTS, default="tree", help="tree (default) or datakit's /ro /snapshots /trees"
+    )
+    p.add_argument("--uid", type=_bounded(0, 0xFFFFFFFE), default=0, help="owner of every file (default 0)")
+    p.add_argument("--gid", type=_bounded(0, 0xFFFFFFFE), default=0, help="group of every file (default 0)")
+    p.add_argument(
+        "--msize", type=_bounded(MIN_MSIZE, MAX_MSIZE), default=MAX_MSIZE, help="largest message accepted"
+    )
+    p.add_argument(
+        "--max-fids", type=_bounded(1, 1 << 24), default=Limits.max_fids, help="fids per connection"
+    )
+    p.add_argument("--max-connections", type=_bounded(1, 1 << 16), default=Limits.max_connections)
+    p.add_argument("-v", "--verbose", action="store_true", help="log every message")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(stream=sys.stderr, level=level, format="docteur-serve: %(message)s")
+    try:
+        where = parse_listen(args.listen)
+    except ValueError as e:
+        print(f"docteur-serve: {e}", file=sys.stderr)
+        return 2
+    limits = Limits(max_msize=args.msize, max_fids=args.max_fids, max_connections=args.max_connections)
+    try:
+        run(args.image, where, layout=args.layout, uid=args.uid, gid=args.gid, limits=limits)
+    except (OSError, docteur.DocteurError) as e:
+        print(f"docteur-serve: {_describe(e, args.image)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _describe(e: BaseException, image: str) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.filename or image}: {e.strerror}"
+    return str(e)

@@ -1,0 +1,152 @@
+"""Where the server listens (tcp, unix socket, or one session on stdin/stdout) and how it stops.
+
+The stdio listener also serves a tty, such as a virtconsole inside a QEMU guest: the tty is put in raw
+mode first, or it would echo the client's bytes back and translate newlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import termios
+import tty
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from docteur.ninep.server import Server
+
+log = logging.getLogger("docteur.ninep")
+
+DEFAULT_LISTEN = "tcp:127.0.0.1:5640"
+
+
+@dataclass(frozen=True)
+class Listen:
+    kind: str  # "tcp", "unix" or "stdio"
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "tcp":
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            return f"tcp:{host}:{self.port}"
+        return f"unix:{self.path}" if self.kind == "unix" else "stdio"
+
+
+def parse_listen(spec: str) -> Listen:
+    """'tcp:HOST:PORT', 'unix:PATH' or 'stdio'; ValueError with a one-line reason otherwise."""
+    kind, _, rest = spec.partition(":")
+    if spec == "stdio":
+        return Listen("stdio")
+    if kind == "unix" and rest:
+        return Listen("unix", path=rest)
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if host and port.isdigit() and 0 <= int(port) < 65536:
+            return Listen("tcp", host=host, port=int(port))
+    raise ValueError(f"bad listen address {spec!r}: use tcp:HOST:PORT, unix:PATH or stdio")
+
+
+async def serve(server: Server, where: Listen) -> None:
+    """Serve until SIGTERM or SIGINT (or, for stdio, until the session ends), then close cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if where.kind == "stdio":
+            session = asyncio.create_task(_serve_stdio(server))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait([session, stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+        else:
+            await _listen(server, where, stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.close()
+
+
+async def _listen(server: Server, where: Listen, stop: asyncio.Event) -> None:
+    limit = server.limits.max_msize
+    if where.kind == "tcp":
+        listener = await asyncio.start_server(server.handle, where.host, where.port, limit=limit)
+    else:
+        _remove_stale_socket(where.path)
+        listener = await asyncio.start_unix_server(server.handle, where.path, limit=limit)
+    log.info("serving on %s", where)
+    try:
+        async with listener:
+            await stop.wait()
+            log.info("stopping")
+    finally:
+        if where.kind == "unix":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(where.path)
+
+
+def _remove_stale_socket(path: str) -> None:
+    """A socket left by a server that died is replaced; a live one, or any other file, is an error."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise FileExistsError(f"{path} exists and is not a socket")
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)
+            return
+    raise FileExistsError(f"{path}: another server is listening there")
+
+
+async def _serve_stdio(server: Server) -> None:
+    with _raw_ttys(0, 1):
+        reader, writer = await _stdio_streams(server.limits.max_msize)
+        await server.handle(reader, writer, peer="stdio")
+
+
+async def _stdio_streams(limit: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    if _same_socket(0, 1):
+        # One socket both ways (socat EXEC, inetd): a duplex stream. A write-pipe transport would take
+        # the client's incoming bytes for a hang-up.
+        sock = socket.socket(fileno=os.dup(0))
+        return await asyncio.open_connection(sock=sock, limit=limit)
+    reader = asyncio.StreamReader(limit=limit)
+    protocol = asyncio.StreamReaderProtocol(reader)
+    await loop.connect_read_pipe(lambda: protocol, os.fdopen(os.dup(0), "rb", buffering=0))
+    transport, writer_protocol = await loop.connect_write_pipe(
+        lambda: asyncio.streams.FlowControlMixin(loop), os.fdopen(os.dup(1), "wb", buffering=0)
+    )
+    return reader, asyncio.StreamWriter(transport, writer_protocol, reader, loop)
+
+
+def _same_socket(a: int, b: int) -> bool:
+    sa, sb = os.fstat(a), os.fstat(b)
+    return stat.S_ISSOCK(sa.st_mode) and (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+@contextlib.contextmanager
+def _raw_ttys(*fds: int) -> Iterator[None]:
+    """Raw mode on each tty among ``fds`` for the duration, restored after."""
+    saved = []
+    for fd in fds:
+        if os.isatty(fd):
+            saved.append((fd, termios.tcgetattr(fd)))
+            tty.setraw(fd)
+    try:
+        yield
+    finally:
+        for fd, attrs in saved:
+            with contextlib.suppress(termios.error):
+                termios.tcsetattr(fd, termios.TCSADRAIN, attrs)
