@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import mmap
@@ -159,7 +160,8 @@ class Image:
         for view in reversed(self._views):
             view.release()
         self._views.clear()
-        if not self._mmap.closed:
+        # A slice may still live (e.g. in a traceback): the mapping then goes when it does.
+        with contextlib.suppress(BufferError):
             self._mmap.close()
 
     def __enter__(self) -> Image:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping
 
@@ -58,7 +59,9 @@ def fetch(url: str, ref: str | None, history: bool, target: Repo) -> bytes:
         return list(chosen)
 
     try:
-        client, path = get_transport_and_path(url)
+        # Like git, honour GIT_SSH_COMMAND / GIT_SSH (dulwich alone runs plain `ssh`).
+        ssh_command = os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH")
+        client, path = get_transport_and_path(url, ssh_command=ssh_command)
         client.fetch(path, target, determine_wants=determine_wants, depth=None if history else 1)
     except SourceError as e:
         raise SourceError(f"{e} at {_without_password(url)}") from None
