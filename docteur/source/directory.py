@@ -155,4 +155,4 @@ def stage(
     name.with_suffix(".idx").write_bytes(encode_index(writer.entries, checksum))
     order = [commit, *stager.order[:-1]]  # the commit first, as git orders a pack
     objects = [(oid.hex().encode(), stager.hints[oid]) for oid in order]
-    return Snapshot(repo.path, commit.hex().encode(), objects, recompress=True)
+    return Snapshot(repo.controldir(), commit.hex().encode(), objects, recompress=True)

@@ -13,30 +13,38 @@ from dulwich.repo import Repo
 from docteur.errors import SourceError
 from docteur.source.repository import resolve_ref
 
+_KNOWN_REASONS = (
+    ("Connection refused", "cannot connect to {url}: connection refused"),
+    ("Name or service not known", "cannot resolve the host of {url}"),
+    ("Temporary failure in name resolution", "cannot resolve the host of {url}"),
+    ("No route to host", "cannot reach {url}: no route to host"),
+    ("timed out", "cannot connect to {url}: timed out"),
+    ("Permission denied", "authentication failed for {url}: permission denied"),
+    ("Authentication failed", "authentication failed for {url}"),
+)
+
 
 def _describe(url: str, error: BaseException) -> str:
     """One line saying why a fetch failed, naming the URL without its password."""
     shown = _without_password(url)
     if isinstance(error, HTTPUnauthorized):
         return f"authentication failed for {shown}"
-    if isinstance(error, socket.gaierror):
-        return f"cannot resolve host of {shown}: {error.strerror}"
-    if isinstance(error, ConnectionRefusedError):
-        return f"cannot connect to {shown}: connection refused"
-    if isinstance(error, TimeoutError | socket.timeout):
-        return f"cannot connect to {shown}: timed out"
-    if isinstance(error, OSError):
-        return f"cannot reach {shown}: {error.strerror or error}"
     if isinstance(error, HangupException):
         text = " ".join(line.decode(errors="replace").strip() for line in error.stderr_lines if line.strip())
-        return f"{shown} hung up" + (f": {text}" if text else " (repository missing or access denied?)")
+    else:
+        text = " ".join(str(error).split())
+    for needle, message in _KNOWN_REASONS:
+        if needle.lower() in text.lower():
+            return message.format(url=shown)
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve the host of {shown}"
     if isinstance(error, NotGitRepository):
-        return f"{shown} is not a Git repository"
-    message = str(error).strip().splitlines()
-    reason = message[-1] if message else type(error).__name__
-    if "401" in reason or "403" in reason or "Permission denied" in reason:
-        return f"authentication failed for {shown}: {reason}"
-    return f"fetch from {shown} failed: {reason}"
+        return f"no Git repository at {shown}"
+    if isinstance(error, OSError):
+        return f"cannot reach {shown}: {error.strerror or text}"
+    if isinstance(error, HangupException):
+        return f"{shown} hung up" + (f": {text}" if text else " (repository missing or access denied?)")
+    return f"fetch from {shown} failed: {text or type(error).__name__}"
 
 
 def _without_password(url: str) -> str:

@@ -110,7 +110,7 @@ def list_objects(repo: Repo, commit: bytes, history: bool, progress: Progress) -
 def snapshot_of(repo: Repo, oid: bytes, history: bool, progress: Progress) -> Snapshot:
     """The snapshot of the commit `oid` names (a commit or an annotated tag)."""
     commit = peel(repo, oid)
-    return Snapshot(repo.path, commit, list_objects(repo, commit, history, progress))
+    return Snapshot(repo.controldir(), commit, list_objects(repo, commit, history, progress))
 
 
 def snapshot(repo: Repo, ref: str | None, history: bool, progress: Progress) -> Snapshot:
