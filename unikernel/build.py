@@ -1,0 +1,250 @@
+"""Build the guest from Debian packages: an uncompressed kernel and a zstd initramfs.
+
+    python -m unikernel.build debs|vmlinux|initramfs
+
+Each step is idempotent; the Makefile decides which ones are stale. Nothing is fetched but Debian packages
+(`apt-get download`), cached under unikernel/build/debs.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from unikernel.paths import BUILD, INITRAMFS, REPO, VMLINUX
+
+DEBS = BUILD / "debs"
+KERNEL = BUILD / "kernel"  # the subset of the kernel package we use
+USERLAND = BUILD / "userland"  # busybox, python and its libraries, as Debian ships them
+ROOT = BUILD / "root"  # the initramfs tree
+
+# The kernel drivers the guest loads (busybox modprobe pulls in their dependencies).
+MODULES = ("virtio_mmio", "virtio_blk", "virtio_console", "virtio-rng", "9pnet_fd", "9p")
+# Where those modules and everything they depend on live inside the kernel package.
+MODULE_DIRS = ("drivers/virtio", "drivers/block", "drivers/char", "net/9p", "fs/9p", "fs/netfs", "fs/fscache")
+USERLAND_PACKAGES = (
+    "busybox-static",
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "libc6",
+    "zlib1g",
+    "libexpat1",
+)
+# Shared libraries the interpreter links against (checked by the smoke test at the end of the build).
+LIBS = ("ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1")
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+class BuildError(Exception):
+    """A build step failed; the message says which and why."""
+
+
+def run(*argv: str | Path, cwd: Path | None = None, **kw: object) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, **kw)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise BuildError(f"{' '.join(map(str, argv))}: {proc.stderr.decode(errors='replace').strip()}")
+    return proc
+
+
+def kernel_package() -> str:
+    """The generic (not cloud) kernel package that Debian's linux-image-amd64 currently points to."""
+    out = run("apt-cache", "depends", "linux-image-amd64").stdout.decode()
+    for line in out.splitlines():
+        key, _, name = line.strip().partition(": ")
+        if (
+            key == "Depends"
+            and name.startswith("linux-image-")
+            and name.endswith("-amd64")
+            and "cloud" not in name
+        ):
+            return name
+    raise BuildError("apt-cache knows no linux-image-amd64: run apt-get update")
+
+
+def deb(name: str) -> Path:
+    found = sorted(DEBS.glob(f"{name}_*.deb"))
+    if not found:
+        raise BuildError(f"{name}: not downloaded; run `python -m unikernel.build debs`")
+    return found[-1]
+
+
+def fetch_debs() -> None:
+    DEBS.mkdir(parents=True, exist_ok=True)
+    wanted = (kernel_package(), *USERLAND_PACKAGES)
+    missing = [name for name in wanted if not list(DEBS.glob(f"{name}_*.deb"))]
+    if missing:
+        run("apt-get", "download", *missing, cwd=DEBS)
+    (DEBS / "kernel").write_text(wanted[0] + "\n")
+
+
+def extract_kernel() -> None:
+    """Unpack vmlinuz and the modules we need, then decompress vmlinuz's XZ payload into an ELF vmlinux.
+
+    The ELF boots directly through PVH, which skips the real-mode setup and the in-guest decompressor:
+    about a second less per boot under TCG.
+    """
+    shutil.rmtree(KERNEL, ignore_errors=True)
+    KERNEL.mkdir(parents=True)
+    package = deb((DEBS / "kernel").read_text().strip())
+    tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(package)], stdout=subprocess.PIPE)
+    patterns = ["./boot/vmlinuz-*", "./lib/modules/*/modules.*"]
+    patterns += [f"./lib/modules/*/kernel/{d}/*" for d in MODULE_DIRS]
+    run("tar", "-x", "--wildcards", *patterns, cwd=KERNEL, stdin=tar.stdout)
+    if tar.wait() != 0:
+        raise BuildError(f"dpkg-deb could not read {package.name}")
+    (vmlinuz,) = (KERNEL / "boot").glob("vmlinuz-*")
+    blob = vmlinuz.read_bytes()
+    start = blob.find(XZ_MAGIC)
+    if start < 0:
+        raise BuildError(f"{vmlinuz.name}: no XZ payload (was the kernel built with another compressor?)")
+    elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(blob[start:])
+    if not elf.startswith(b"\x7fELF"):
+        raise BuildError(f"{vmlinuz.name}: its XZ payload is not an ELF kernel")
+    VMLINUX.write_bytes(elf)
+
+
+def extract_userland() -> None:
+    shutil.rmtree(USERLAND, ignore_errors=True)
+    USERLAND.mkdir(parents=True)
+    for name in USERLAND_PACKAGES:
+        run("dpkg", "-x", deb(name), USERLAND)
+
+
+def stage_modules(kver: str) -> None:
+    src = KERNEL / "lib/modules" / kver
+    dst = ROOT / "lib/modules" / kver
+    needed: set[str] = set()
+    todo = list(MODULES)
+    while todo:
+        name = todo.pop()
+        path = module_path(src, name)
+        rel = str(path.relative_to(src))
+        if rel in needed:
+            continue
+        needed.add(rel)
+        deps = run("/sbin/modinfo", "-F", "depends", path).stdout.decode().strip()
+        todo += [d for d in deps.split(",") if d]
+    for rel in needed:
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, dst / rel)
+    for meta in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
+        shutil.copy2(src / meta, dst / meta)
+    run("/sbin/depmod", "-b", ROOT, kver)
+
+
+def module_path(tree: Path, name: str) -> Path:
+    # Module names treat "-" and "_" alike; file names keep whichever the source used.
+    for candidate in {name, name.replace("_", "-"), name.replace("-", "_")}:
+        found = list((tree / "kernel").rglob(f"{candidate}.ko"))
+        if found:
+            return found[0]
+    raise BuildError(f"module {name} not found in the kernel package (extracted: {', '.join(MODULE_DIRS)})")
+
+
+def stage_busybox() -> None:
+    busybox = USERLAND / "bin/busybox"
+    (ROOT / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, ROOT / "bin/busybox")
+    for applet in run(busybox, "--list").stdout.decode().split():
+        link = ROOT / "bin" / applet
+        if not link.exists():
+            link.symlink_to("busybox")
+
+
+def stage_python() -> None:
+    """The interpreter, its libraries, and only the modules the in-guest entry point can import."""
+    libdir = ROOT / "lib/x86_64-linux-gnu"
+    libdir.mkdir(parents=True, exist_ok=True)
+    for lib in LIBS:
+        src = USERLAND / "lib/x86_64-linux-gnu" / lib
+        shutil.copy2(src.resolve(), libdir / lib)
+    (ROOT / "lib64").mkdir(exist_ok=True)
+    (ROOT / "lib64/ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    (ROOT / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(USERLAND / "usr/bin/python3.11", ROOT / "usr/bin/python3.11")
+    (ROOT / "usr/bin/python3").symlink_to("python3.11")
+    dynload = ROOT / "usr/lib/python3.11/lib-dynload"
+    dynload.mkdir(parents=True)
+    datrie = compiled_dependency("datrie")
+    # Byte-compile with Debian's own interpreter (pyc magic must match the guest's) and let it list the
+    # extension modules the closure needs.
+    env = {"PYTHONHOME": str(USERLAND / "usr"), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    out = run(
+        USERLAND / "usr/bin/python3.11",
+        "-S",
+        REPO / "unikernel/closure.py",
+        ROOT / "usr/lib/python311.zip",
+        REPO,
+        datrie.parent,
+        env=env,
+    ).stdout.decode()
+    for so in out.split():
+        shutil.copy2(so, dynload / Path(so).name)
+        run("strip", "--strip-unneeded", dynload / Path(so).name)
+
+
+def compiled_dependency(name: str) -> Path:
+    """The host's build of a compiled dependency (same CPython 3.11 ABI as Debian's interpreter)."""
+    code = f"import {name}; print({name}.__file__)"
+    return Path(run(sys.executable, "-c", code).stdout.decode().strip())
+
+
+def stage_init() -> None:
+    shutil.copy2(REPO / "unikernel/init", ROOT / "init")
+    (ROOT / "init").chmod(0o755)
+    for d in ("proc", "sys", "dev", "mnt", "tmp", "etc"):
+        (ROOT / d).mkdir(exist_ok=True)
+
+
+def smoke_test() -> None:
+    """Import the entry point in the staged tree: a missing library or module fails the build, not a boot."""
+    code = "import docteur.guest, datrie, mmap, zlib"
+    run("/usr/sbin/chroot", ROOT, "/usr/bin/python3", "-S", "-c", code, env={"PATH": "/bin:/usr/bin"})
+
+
+def pack_initramfs() -> None:
+    files = sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*"))
+    cpio = run(
+        "cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet", cwd=ROOT, input="\n".join(files).encode()
+    ).stdout
+    packed = run("zstd", "-19", "-q", "-c", input=cpio).stdout
+    tmp = INITRAMFS.with_suffix(".tmp")
+    tmp.write_bytes(packed)
+    tmp.replace(INITRAMFS)
+
+
+def build_initramfs() -> None:
+    extract_userland()
+    shutil.rmtree(ROOT, ignore_errors=True)
+    ROOT.mkdir(parents=True)
+    (kver,) = [p.name for p in (KERNEL / "lib/modules").iterdir()]
+    stage_modules(kver)
+    stage_busybox()
+    stage_python()
+    stage_init()
+    smoke_test()
+    pack_initramfs()
+
+
+STEPS = {"debs": fetch_debs, "vmlinux": extract_kernel, "initramfs": build_initramfs}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] not in STEPS:
+        print(f"usage: python -m unikernel.build {'|'.join(STEPS)}", file=sys.stderr)
+        return 2
+    try:
+        STEPS[argv[0]]()
+    except (BuildError, OSError) as e:
+        print(f"unikernel build: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
