@@ -40,7 +40,13 @@ def _warn(message: str) -> None:
 
 
 def _snapshot(
-    source: str, branch: str | None, history: bool, when: datetime, workdir: Path, progress: Progress
+    source: str,
+    branch: str | None,
+    history: bool,
+    when: datetime,
+    workdir: Path,
+    progress: Progress,
+    warn: Callable[[str], None],
 ) -> Snapshot:
     from docteur.source import repository
 
@@ -60,7 +66,7 @@ def _snapshot(
         raise SourceError(f"-b {branch} given, but {where.location} is a directory, not a repository")
     from docteur.source import directory
 
-    return directory.stage(where.location, when, workdir, progress, _warn)
+    return directory.stage(where.location, when, workdir, progress, warn)
 
 
 def make(
@@ -80,7 +86,7 @@ def make(
     progress = Progress(not quiet)
     with tempfile.TemporaryDirectory(prefix="docteur-make-") as scratch:
         workdir = Path(scratch)
-        snapshot = _snapshot(source, branch, history, when, workdir, progress)
+        snapshot = _snapshot(source, branch, history, when, workdir, progress, warn)
         pack, idx = build_pack(snapshot, workdir, progress.enabled, warn)
         progress.start("writing image")
         size = write_image(output, bytes.fromhex(snapshot.commit.decode()), pack, idx, block_size)

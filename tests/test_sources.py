@@ -109,7 +109,7 @@ def test_scp_like_address(make_image, sshd: SshServer, ssh_env: None, served) ->
 def test_ssh_refused_key(make_image, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in sshd.stranger_env.items():
         monkeypatch.setenv(key, value)
-    with pytest.raises(SourceError, match="authentication failed.*permission denied"):
+    with pytest.raises(SourceError, match=r"authentication failed.*permission denied"):
         make_image(sshd.url("repo.git"))
 
 
