@@ -24,40 +24,33 @@ def cat(device: str, path: str) -> None:
                 view = view[os.write(1, view) :]
 
 
-def serve(device: str) -> None:
-    from docteur.ninep import serve_stdio
+def serve(device: str) -> int:
+    # docteur-serve itself, on stdin/stdout (a virtconsole): it needs nothing beyond the stdlib.
+    from docteur.ninep.cli import main as docteur_serve
 
-    serve_stdio(device)
+    return docteur_serve([device, "--listen", "stdio"])
 
 
-def describe(e: BaseException, path: str) -> str:
-    """One line for the user: which path or image, and what is wrong with it."""
-    if isinstance(e, FileNotFoundError):
-        return f"{path}: no such file in the image"
-    if isinstance(e, IsADirectoryError):
-        return f"{path}: is a directory"
-    if isinstance(e, NotADirectoryError):
-        return f"{path}: a parent of it is not a directory"
+def describe(e: OSError | docteur.DocteurError, device: str) -> str:
+    """One line for the user: which file or image, and what is wrong with it."""
     if isinstance(e, OSError):
-        return f"{e.filename or path}: {e.strerror or e}"
-    return str(e)
+        return f"{e.filename or device}: {e.strerror or e}"
+    return f"{device}: {e}"
 
 
 def main(argv: list[str]) -> int:
     match argv:
         case ["cat", device, path]:
-            run, target = (lambda: cat(device, path)), path
+            try:
+                cat(device, path)
+            except (OSError, docteur.DocteurError) as e:
+                print(f"docteur: {describe(e, device)}", file=sys.stderr)
+                return 1
+            return 0
         case ["serve", device]:
-            run, target = (lambda: serve(device)), device
-        case _:
-            print("usage: python3 -m docteur.guest cat DEVICE PATH | serve DEVICE", file=sys.stderr)
-            return 2
-    try:
-        run()
-    except (OSError, docteur.DocteurError) as e:
-        print(f"docteur: {describe(e, target)}", file=sys.stderr)
-        return 1
-    return 0
+            return serve(device)
+    print("usage: python3 -m docteur.guest cat DEVICE PATH | serve DEVICE", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

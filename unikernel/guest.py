@@ -145,21 +145,31 @@ def serving(
     sock.unlink(missing_ok=True)
     chardev = f"socket,id=p9,path={_escape(os.fspath(sock))},server=on,wait=off"
     with tempfile.TemporaryDirectory(prefix="docteur-guest-") as tmp:
-        argv = _qemu_argv("serve", "", Path(tmp), disk=image, console=chardev, extra={}, accel=accel, log=log)
-        qemu = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        ports = Path(tmp)
+        argv = _qemu_argv("serve", "", ports, disk=image, console=chardev, extra={}, accel=accel, log=log)
+        with (ports / "qemu.err").open("wb") as err:
+            qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         try:
-            deadline = time.monotonic() + 10
-            while not sock.exists():
-                if qemu.poll() is not None or time.monotonic() > deadline:
-                    raise GuestError(f"QEMU did not listen on {sock}: {_stderr(qemu)}")
-                time.sleep(0.02)
+            wait_for_socket(sock, qemu, ports / "qemu.err", "QEMU")
             yield qemu
         finally:
             qemu.kill()
             qemu.wait()
             sock.unlink(missing_ok=True)
+
+
+def wait_for_socket(
+    sock: Path, proc: subprocess.Popen[bytes], stderr: Path, what: str, timeout: float = 10.0
+) -> None:
+    """Wait until PROC listens on SOCK; GuestError with its stderr (file STDERR) if it exits first."""
+    deadline = time.monotonic() + timeout
+    while not sock.exists():
+        if proc.poll() is not None:
+            why = stderr.read_text(errors="replace").strip()
+            raise GuestError(why or f"{what} exited with status {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise GuestError(f"{what} did not listen on {sock} within {timeout:g} s")
+        time.sleep(0.02)
 
 
 def boot(
@@ -257,10 +267,4 @@ def _tail(ports: Path, log: str | os.PathLike[str] | None, lines: int = 15) -> s
         text = path.read_text(errors="replace").strip().splitlines()[-lines:]
     except OSError:
         return ""
-    return "; serial console:\n" + "\n".join(text)
-
-
-def _stderr(proc: subprocess.Popen[bytes]) -> str:
-    if proc.poll() is None or proc.stderr is None:
-        return "still starting"
-    return proc.stderr.read().decode(errors="replace").strip()
+    return f" (serial console: {path})\n" + "\n".join(text)
