@@ -29,8 +29,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The built-in example: pack examples/site and this repository, verify, list and read them back.
 demo: deps venv
-	$(PY) -m docteur.demo
+	mkdir -p demo
+	$(VENV)/bin/docteur-make -q examples/site demo/site.img -d 2020-10-10T08:00:00+00:00
+	$(VENV)/bin/docteur-verify demo/site.img
+	$(VENV)/bin/docteur-ls -lR demo/site.img
+	$(VENV)/bin/docteur-cat demo/site.img README.md
+	$(VENV)/bin/docteur-make -q . demo/self.img
+	$(VENV)/bin/docteur-verify demo/self.img
+	@echo "demo: images in demo/ — try: $(VENV)/bin/docteur-ls demo/self.img"
 
 test: deps venv lint
 	$(PY) -m pytest -q
