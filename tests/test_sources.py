@@ -213,3 +213,8 @@ def test_ssh_url_without_server_environment_names_the_host(make_image) -> None:
     assert env_before is None or "docteur" not in env_before
     with pytest.raises(SourceError):
         make_image(f"ssh://nobody@127.0.0.1:{_closed_port()}/repo.git")
+
+
+def test_remote_images_are_reproducible(make_image, daemon: GitDaemon) -> None:
+    url = daemon.url("repo.git")
+    assert make_image(url, history=True).read_bytes() == make_image(url, history=True).read_bytes()
