@@ -81,7 +81,8 @@ async def _listen(server: Server, where: Listen, stop: asyncio.Event) -> None:
     else:
         _remove_stale_socket(where.path)
         listener = await asyncio.start_unix_server(server.handle, where.path, limit=limit)
-    log.info("serving on %s", where)
+    for sock in listener.sockets:
+        log.info("serving on %s", _address(where, sock))
     try:
         async with listener:
             await stop.wait()
@@ -90,6 +91,14 @@ async def _listen(server: Server, where: Listen, stop: asyncio.Event) -> None:
         if where.kind == "unix":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(where.path)
+
+
+def _address(where: Listen, sock: socket.socket) -> Listen:
+    """The address really bound (tcp port 0 picks a free port)."""
+    if where.kind != "tcp":
+        return where
+    host, port = sock.getsockname()[:2]
+    return Listen("tcp", host=host, port=port)
 
 
 def _remove_stale_socket(path: str) -> None:
@@ -143,7 +152,7 @@ def _raw_ttys(*fds: int) -> Iterator[None]:
     for fd in fds:
         if os.isatty(fd):
             saved.append((fd, termios.tcgetattr(fd)))
-            tty.setraw(fd)
+            tty.setraw(fd, termios.TCSANOW)  # not TCSAFLUSH: a client may have spoken already
     try:
         yield
     finally:

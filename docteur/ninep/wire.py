@@ -163,7 +163,7 @@ class Message:
 
     __slots__ = ("args", "tag", "type")
 
-    def __init__(self, type: MsgType, tag: int, **args: Value) -> None:
+    def __init__(self, type: MsgType, tag: int, /, **args: Value) -> None:  # positional: fields may be "type"
         self.type = type
         self.tag = tag
         self.args = args
