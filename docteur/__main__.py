@@ -1,5 +1,5 @@
 """`python -m docteur` runs the docteur command."""
 
-from docteur.cli.main import app
+from docteur.cli.main import main
 
-app()
+main()

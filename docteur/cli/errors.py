@@ -1,16 +1,25 @@
-"""Every failure a user can cause ends as one line on stderr and a non-zero exit, never a traceback."""
+"""Every failure a user can cause ends as one line on stderr and a non-zero exit, never a traceback.
+
+No typer here: the fast path of the shortcut scripts (docteur.cli.fast) shares these without importing it.
+"""
 
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
-import typer
-
-EXIT_FAILURE = 1  # the command ran and failed (bad image, bad source, verification problems)
+EXIT_FAILURE = 1  # the command ran and failed (bad image, missing path, bad source, verification problems)
+EXIT_USAGE = 2  # the command line itself is wrong
 EXIT_INTERRUPTED = 130
+
+EXIT_CODES = (
+    "Exit status: 0 success; 1 the command failed (unreadable or corrupt image, missing path, bad source, "
+    "verification problems); 2 bad usage (unknown option, missing or invalid argument); 130 interrupted."
+)
 
 
 def describe_os_error(e: OSError) -> str:
@@ -18,6 +27,18 @@ def describe_os_error(e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         what = "no space left on device"
     return f"{e.filename}: {what}" if e.filename else what
+
+
+def fail(prog: str, message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    raise SystemExit(code)
+
+
+def _quiet_broken_pipe() -> NoReturn:
+    # The reader went away (`docteur-cat ... | head`): stop quietly, and keep the interpreter's final flush
+    # of stdout from raising again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(EXIT_FAILURE)
 
 
 @contextmanager
@@ -28,15 +49,12 @@ def one_line_errors(prog: str) -> Iterator[None]:
         yield
     except DocteurError as e:
         fail(prog, str(e))
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     except OSError as e:
         fail(prog, describe_os_error(e))
     except ValueError as e:
         fail(prog, str(e))
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-
-
-def fail(prog: str, message: str) -> None:
-    sys.stderr.write(f"{prog}: error: {message}\n")
-    raise typer.Exit(EXIT_FAILURE)
+        raise SystemExit(EXIT_INTERRUPTED) from None

@@ -1,22 +1,51 @@
-"""The `docteur` command and its console-script shortcuts.
+"""The `docteur` command (typer) and the typer side of its console-script shortcuts.
 
-Imports stay inside the commands: `docteur-cat` in a script loop must start fast, and dulwich (for make)
-is only loaded when needed.
+The commands' work is in commands.py; this module only declares arguments, help and shell completion, and
+turns typer's usage errors into one line like every other error.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
 
-from docteur.cli.errors import EXIT_FAILURE, one_line_errors
+from docteur.cli import commands
+from docteur.cli.errors import EXIT_CODES, EXIT_USAGE
+from docteur.cli.style import COLOR_CHOICES
+
+# typer 0.28 vendors click; BadParameter's base is click's UsageError whichever click it uses.
+_UsageError: type[Exception] = typer.BadParameter.__bases__[0]
+
+
+def _complete_path(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of a path inside the image named earlier on the command line."""
+    import docteur
+
+    image = ctx.params.get("image")
+    directory, _, start = incomplete.rpartition("/")
+    try:
+        with docteur.open(image) as img:  # type: ignore[arg-type]
+            found = []
+            for name, st in img.scandir(directory):
+                if name.startswith(start):
+                    full = f"{directory}/{name}" if directory else name
+                    found.append(full + "/" if st.mode == 0o40000 else full)
+            return found
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+
 
 ImageArg = Annotated[str, typer.Argument(metavar="IMAGE", help="A docteur image: a file or a block device.")]
-PathArg = Annotated[str, typer.Argument(metavar="PATH", help="A path inside the image, '/'-separated.")]
+PathArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="PATH", help="A path inside the image, '/'-separated.", autocompletion=_complete_path
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _app(**kw: Any) -> typer.Typer:
@@ -31,7 +60,8 @@ def _app(**kw: Any) -> typer.Typer:
 app = _app(
     no_args_is_help=True,
     help="Make, verify and read docteur images: read-only, block-aligned disk images of Git trees.",
-    epilog="Example: docteur make https://github.com/dinosaure/docteur disk.img && docteur ls disk.img",
+    epilog="Example: docteur make https://github.com/dinosaure/docteur disk.img && docteur ls disk.img\n\n"
+    + EXIT_CODES,
 )
 
 
@@ -39,8 +69,9 @@ def make(
     source: Annotated[
         str,
         typer.Argument(
+            metavar="SOURCE",
             help="https:// http:// git:// ssh:// user@host:path, file://PATH, relativize://DIR, or a path "
-            "(a repository if it is one, else a directory)."
+            "(a repository if it is one, else a directory).",
         ),
     ],
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image to write (replaced atomically).")],
@@ -64,17 +95,13 @@ def make(
 
       docteur-make file:///srv/repo.git --history disk.img
     """
-    with one_line_errors("docteur-make"):
-        from docteur.make import make as run
-        from docteur.make import parse_date
-
-        when = parse_date(date) if date is not None else None
-        run(source, image, branch=branch, block_size=block_size, date=when, history=history, quiet=quiet)
+    commands.make(
+        source, image, branch=branch, block_size=block_size, date=date, history=history, quiet=quiet
+    )
 
 
 def verify(
-    image: ImageArg,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    image: ImageArg, as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False
 ) -> None:
     """Check an image completely and print its commit, author, root tree and message.
 
@@ -82,111 +109,76 @@ def verify(
 
     Example: docteur-verify disk.img
     """
-    with one_line_errors("docteur-verify"):
-        from docteur.verify import describe
-        from docteur.verify import verify as run
-
-        report = run(image)
-    if as_json:
-        info = report.info
-        print(
-            json.dumps(
-                {
-                    "image": image,
-                    "ok": report.ok,
-                    "problems": report.problems,
-                    "commit": info.id if info else None,
-                    "author": info.author.decode("utf-8", "replace") if info else None,
-                    "root": info.tree if info else None,
-                    "message": info.message.decode("utf-8", "replace") if info else None,
-                    "objects": report.objects,
-                    "block_size": report.block_size,
-                    "size": report.size,
-                },
-                indent=2,
-            )
-        )
-    elif report.info is not None and report.ok:
-        sys.stdout.write(describe(report.info))
-    for problem in report.problems if not as_json else []:
-        sys.stderr.write(f"docteur-verify: {image}: {problem}\n")
-    if not report.ok:
-        raise typer.Exit(EXIT_FAILURE)
-
-
-def _mode_string(mode: int) -> str:
-    kind = {0o40000: "d", 0o120000: "l", 0o160000: "m"}.get(mode, "-")
-    return kind + ("rwxr-xr-x" if mode in (0o100755, 0o40000, 0o160000) else "rw-r--r--")
+    commands.verify(image, as_json=as_json)
 
 
 def ls(
     image: ImageArg,
-    path: Annotated[str, typer.Argument(metavar="[PATH]", help="A directory inside the image.")] = "",
+    path: Annotated[
+        str,
+        typer.Argument(metavar="[PATH]", help="A directory inside the image.", autocompletion=_complete_path),
+    ] = "",
     long: Annotated[bool, typer.Option("-l", "--long", help="Mode, size and object id too.")] = False,
     recursive: Annotated[bool, typer.Option("-R", "--recursive", help="Every path below PATH.")] = False,
+    human: Annotated[
+        bool, typer.Option("-h", "--human-readable", help="Sizes like 1.1K, 23M with -l.")
+    ] = False,
+    as_json: JsonOpt = False,
+    color: Annotated[
+        str,
+        typer.Option(
+            "--color",
+            metavar="WHEN",
+            help="Colour names by kind: auto (a terminal, unless NO_COLOR is set), always or never.",
+            autocompletion=lambda: list(COLOR_CHOICES),
+        ),
+    ] = "auto",
 ) -> None:
-    """List a directory of an image.
+    """List a directory of an image (--help for help: -h means human sizes, as in ls).
 
-    Examples: docteur-ls disk.img docs    docteur-ls -lR disk.img
+    Examples: docteur-ls disk.img docs    docteur-ls -lhR disk.img    docteur-ls --json disk.img
     """
-    import docteur
-
-    with one_line_errors("docteur-ls"), docteur.open(image) as img:
-        base = path.strip("/")
-        if recursive:
-            entries = [
-                (f"{d}/{n}" if d else n)
-                for d, dirs, files in img.walk(base)
-                for n in sorted(dirs + files, key=lambda n: n.encode("utf-8", "surrogateescape"))
-            ]
-            names = [e[len(base) + 1 :] if base else e for e in entries]
-        else:
-            names = img.listdir(base)
-        out = sys.stdout
-        for name in names:
-            full = f"{base}/{name}" if base else name
-            if long:
-                st = img.stat(full)
-                link = f" -> {img.readlink(full)}" if st.mode == 0o120000 else ""
-                out.write(f"{_mode_string(st.mode)} {st.size:>10} {st.oid} {name}{link}\n")
-            else:
-                out.write(f"{name}\n")
+    commands.ls(image, path, long=long, recursive=recursive, human=human, as_json=as_json, color=color)
 
 
 def cat(
     image: ImageArg,
-    paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Files inside the image.")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(metavar="PATH...", help="Files inside the image.", autocompletion=_complete_path),
+    ],
 ) -> None:
     """Write files of an image to stdout, byte for byte.
 
     Example: docteur-cat disk.img README.md
     """
-    import docteur
-
-    with one_line_errors("docteur-cat"), docteur.open(image) as img:
-        for p in paths:
-            sys.stdout.buffer.write(img.read(p))
-        sys.stdout.buffer.flush()
+    commands.cat(image, paths)
 
 
-def stat(image: ImageArg, path: PathArg) -> None:
+def stat(image: ImageArg, path: PathArg, as_json: JsonOpt = False) -> None:
     """Print the mode, size and object id of a path (a symlink is described, not followed).
 
     Example: docteur stat disk.img docs/a.md
     """
-    import docteur
+    commands.stat(image, path, as_json=as_json)
 
-    with one_line_errors("docteur-stat"), docteur.open(image) as img:
-        st = img.stat(path)
-        print(f"mode\t: {st.mode:06o}\nsize\t: {st.size}\noid\t: {st.oid}")
-        if st.mode == 0o120000:
-            print(f"target\t: {img.readlink(path)}")
+
+def info(image: ImageArg, as_json: JsonOpt = False) -> None:
+    """Summarise an image: commit, history depth, objects, tree, sizes, compression ratio, block size.
+
+    Cheap on large images (only trees are read); docteur verify checks every byte.
+
+    Example: docteur info disk.img
+    """
+    commands.info(image, as_json=as_json)
 
 
 def extract(
     image: ImageArg,
     target: Annotated[str, typer.Argument(metavar="DIR", help="Where to write; created if missing.")],
-    path: Annotated[str, typer.Argument(metavar="[PATH]", help="A directory of the image.")] = "",
+    path: Annotated[
+        str, typer.Argument(metavar="[PATH]", help="A directory of the image.", autocompletion=_complete_path)
+    ] = "",
 ) -> None:
     """Write the image's tree (or the directory PATH of it) into DIR; never writes outside DIR.
 
@@ -194,11 +186,27 @@ def extract(
 
     Example: docteur extract disk.img ./out
     """
-    import docteur
-    from docteur.extract import extract as run
+    commands.extract(image, target, path)
 
-    with one_line_errors("docteur-extract"), docteur.open(image) as img:
-        run(img, target, path)
+
+def mount(
+    image: ImageArg,
+    mountpoint: Annotated[str, typer.Argument(metavar="MOUNTPOINT", help="An existing directory.")],
+    foreground: Annotated[
+        bool, typer.Option("-f", "--foreground", help="Stay in the foreground until unmounted.")
+    ] = False,
+    options: Annotated[
+        str, typer.Option("-o", "--options", metavar="OPT,...", help="More FUSE options, e.g. allow_other.")
+    ] = "",
+) -> None:
+    """Mount an image read-only with FUSE; unmount with: fusermount3 -u MOUNTPOINT
+
+    Files show their Git modes, the commit's time and stable inode numbers; every write fails with EROFS.
+    In the background by default; -f keeps it in the foreground (Ctrl-C unmounts).
+
+    Example: docteur mount disk.img /mnt/disk && ls /mnt/disk && fusermount3 -u /mnt/disk
+    """
+    commands.mount(image, mountpoint, foreground=foreground, options=options)
 
 
 def serve(
@@ -210,24 +218,46 @@ def serve(
     sys.exit(serve_main(ctx.args))
 
 
-for command in (make, verify, ls, cat, stat, extract):
-    app.command()(command)
+_HELP_IS_LONG_ONLY = {"help_option_names": ["--help"]}  # ls keeps -h for human sizes, as GNU ls does
+for command in (make, verify, ls, cat, stat, info, extract, mount):
+    app.command(epilog=EXIT_CODES, context_settings=_HELP_IS_LONG_ONLY if command is ls else None)(command)
 app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False
 )(serve)
 
 
+def run(typer_app: typer.Typer, args: Sequence[str] | None = None, prog_name: str | None = None) -> None:
+    """Run an app as its console script would, with usage errors on one line: `PROG: error: ... (see ...)`."""
+    command = typer.main.get_command(typer_app)
+    try:
+        code = command.main(args, prog_name=prog_name, standalone_mode=False)
+    except _UsageError as e:
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            sys.stdout.write(ctx.get_help() + "\n")  # `docteur` alone shows its help
+            raise SystemExit(EXIT_USAGE) from None
+        where = ctx.command_path if ctx is not None else prog_name or command.name
+        message = e.format_message().rstrip(".")  # type: ignore[attr-defined]
+        sys.stderr.write(f"{where}: error: {message} (see '{where} --help')\n")
+        raise SystemExit(EXIT_USAGE) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
 def _shortcut(command: Callable[..., None]) -> Callable[[], None]:
-    single = _app()
-    single.command()(command)
-    return single
+    single = _app(epilog=EXIT_CODES)
+    single.command(context_settings=_HELP_IS_LONG_ONLY if command is ls else None)(command)
+    return lambda: run(single)
 
 
-main = app
+def main() -> None:
+    run(app)
+
+
 make_main = _shortcut(make)
 verify_main = _shortcut(verify)
 ls_main = _shortcut(ls)
 cat_main = _shortcut(cat)
+mount_main = _shortcut(mount)
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -1,0 +1,182 @@
+"""What each command does, without argument parsing: the typer app (main.py) and the typer-free fast path
+of the shortcut scripts (fast.py) both call these, so both behave and fail the same way.
+
+Imports stay inside the functions: `docteur-cat` in a script loop must start fast, and dulwich (for make)
+or mfusepy (for mount) are only loaded when needed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from docteur.cli.errors import EXIT_FAILURE, one_line_errors
+
+if TYPE_CHECKING:
+    from docteur.fs.image import Image, Stat
+
+
+def make(
+    source: str,
+    image: str,
+    *,
+    branch: str | None = None,
+    block_size: int = 512,
+    date: str | None = None,
+    history: bool = False,
+    quiet: bool = False,
+) -> None:
+    with one_line_errors("docteur-make"):
+        from docteur.make import make as run
+        from docteur.make import parse_date
+
+        when = parse_date(date) if date is not None else None
+        run(source, image, branch=branch, block_size=block_size, date=when, history=history, quiet=quiet)
+
+
+def verify(image: str, *, as_json: bool = False) -> None:
+    with one_line_errors("docteur-verify"):
+        from docteur.verify import describe
+        from docteur.verify import verify as run
+
+        report = run(image)
+        info = report.info
+        if as_json:
+            document = {
+                "image": image,
+                "ok": report.ok,
+                "problems": report.problems,
+                "commit": info.id if info else None,
+                "author": info.author.decode("utf-8", "replace") if info else None,
+                "root": info.tree if info else None,
+                "message": info.message.decode("utf-8", "replace") if info else None,
+                "objects": report.objects,
+                "block_size": report.block_size,
+                "size": report.size,
+            }
+            print(json.dumps(document, indent=2))
+        else:
+            if info is not None and report.ok:
+                sys.stdout.write(describe(info))
+            for problem in report.problems:
+                sys.stderr.write(f"docteur-verify: {image}: {problem}\n")
+    if not report.ok:
+        raise SystemExit(EXIT_FAILURE)
+
+
+def _entry_json(img: Image, path: str, name: str, st: Stat) -> dict[str, object]:
+    from docteur.cli.style import MODE_LINK, kind
+
+    entry: dict[str, object] = {
+        "name": name,
+        "path": path,
+        "type": kind(st.mode),
+        "mode": f"{st.mode:06o}",
+        "size": st.size,
+        "oid": st.oid,
+    }
+    if st.mode == MODE_LINK:
+        entry["target"] = img.readlink(path)
+    return entry
+
+
+def _listing(img: Image, base: str, recursive: bool) -> Iterator[tuple[str, str]]:
+    """(name as shown, full path) of each entry below `base`; names under -R are relative to `base`."""
+    if not recursive:
+        for name in img.listdir(base):
+            yield name, f"{base}/{name}" if base else name
+        return
+    for directory, dirs, files in img.walk(base):
+        for name in sorted(dirs + files, key=lambda n: n.encode("utf-8", "surrogateescape")):
+            full = f"{directory}/{name}" if directory else name
+            yield (full[len(base) + 1 :] if base else full), full
+
+
+def ls(
+    image: str,
+    path: str = "",
+    *,
+    long: bool = False,
+    recursive: bool = False,
+    human: bool = False,
+    as_json: bool = False,
+    color: str = "auto",
+) -> None:
+    import docteur
+    from docteur.cli.style import MODE_LINK, coloured, human_size, mode_string, use_colour
+
+    with one_line_errors("docteur-ls"):
+        paint = use_colour(color, sys.stdout)
+        with docteur.open(image) as img:
+            base = path.strip("/")
+            entries = _listing(img, base, recursive)
+            if as_json:
+                listed = [_entry_json(img, full, name, img.stat(full)) for name, full in entries]
+                print(json.dumps(listed, indent=2))
+                return
+            out = sys.stdout
+            for name, full in entries:
+                if not (long or paint):
+                    out.write(f"{name}\n")
+                    continue
+                st = img.stat(full)
+                shown = coloured(name, st.mode) if paint else name
+                if long:
+                    size = f"{human_size(st.size):>6}" if human else f"{st.size:>10}"
+                    link = f" -> {img.readlink(full)}" if st.mode == MODE_LINK else ""
+                    out.write(f"{mode_string(st.mode)} {size} {st.oid} {shown}{link}\n")
+                else:
+                    out.write(f"{shown}\n")
+
+
+def cat(image: str, paths: list[str]) -> None:
+    import docteur
+
+    with one_line_errors("docteur-cat"), docteur.open(image) as img:
+        out = sys.stdout.buffer
+        for p in paths:
+            out.write(img.read(p))
+        out.flush()
+
+
+def stat(image: str, path: str, *, as_json: bool = False) -> None:
+    import docteur
+    from docteur.cli.style import MODE_LINK
+
+    with one_line_errors("docteur-stat"), docteur.open(image) as img:
+        st = img.stat(path)
+        if as_json:
+            print(json.dumps(_entry_json(img, path.strip("/"), path.strip("/").rpartition("/")[2], st)))
+            return
+        print(f"mode\t: {st.mode:06o}\nsize\t: {st.size}\noid\t: {st.oid}")
+        if st.mode == MODE_LINK:
+            print(f"target\t: {img.readlink(path)}")
+
+
+def extract(image: str, target: str, path: str = "") -> None:
+    import docteur
+    from docteur.extract import extract as run
+
+    with one_line_errors("docteur-extract"), docteur.open(image) as img:
+        run(img, target, path)
+
+
+def info(image: str, *, as_json: bool = False) -> None:
+    import docteur
+    from docteur.cli.info import describe, summarize
+
+    with one_line_errors("docteur-info"), docteur.open(image) as img:
+        summary = summarize(img)
+        if as_json:
+            print(json.dumps(summary.as_dict(), indent=2))
+        else:
+            sys.stdout.write(describe(summary))
+
+
+def mount(image: str, mountpoint: str, *, foreground: bool = False, options: str = "") -> None:
+    with one_line_errors("docteur-mount"):
+        from docteur.fuse.mount import mount as run
+
+        run(image, mountpoint, foreground=foreground, options=options)

@@ -1,0 +1,130 @@
+"""`docteur info`: what an image holds and how well it packs, read cheaply (no object is inflated whole).
+
+Only tree objects are parsed and object headers read: a large image is summarised in the time it takes to
+list its tree, unlike docteur-verify which inflates and hashes everything.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_module
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from docteur.fs.image import Image
+from docteur.git.objects import MODE_DIR, MODE_GITLINK, MODE_LINK, parse_commit
+from docteur.image.format import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, PACK_OFFSET, Sections
+
+
+@dataclass(frozen=True)
+class Summary:
+    image: str
+    commit: str
+    root: str
+    commit_time: str
+    history_depth: int  # commits of the embedded history (1 unless made with --history)
+    objects: int
+    files: int
+    directories: int
+    symlinks: int
+    submodules: int
+    content_bytes: int  # total size of the files and link targets of the tree
+    image_bytes: int
+    pack_bytes: int
+    idx_bytes: int
+    block_size: int | None  # inferred from the layout; None when no power of two fits
+    compression_ratio: float  # content_bytes / pack_bytes
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def infer_block_size(sections: Sections, size: int | None) -> int | None:
+    """The largest power of two the layout is aligned to: the IDX starts on it less than one block after
+    the PACK ends, and (for a regular file, whose size is known) the image ends on it after the IDX."""
+    pack_end = PACK_OFFSET + sections.pack_length
+    found = None
+    block = MIN_BLOCK_SIZE
+    while block <= MAX_BLOCK_SIZE:
+        aligned = sections.idx_offset % block == 0 and 0 <= sections.idx_offset - pack_end < block
+        if aligned and (size is None or (size % block == 0 and 0 <= size - sections.idx_end < block)):
+            found = block
+        block <<= 1
+    return found
+
+
+def _history_depth(img: Image) -> int:
+    seen = {img.commit}
+    pending = [img.info]
+    while pending:
+        for parent in pending.pop().parents:
+            if parent in seen or parent not in img.objects:
+                continue
+            kind, data = img.objects.get(parent)
+            if kind == "commit":
+                seen.add(parent)
+                pending.append(parse_commit(parent, data))
+    return len(seen)
+
+
+def _size_of(path: str) -> tuple[int, bool]:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END), stat_module.S_ISREG(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+
+
+def summarize(img: Image) -> Summary:
+    counts = {MODE_DIR: 0, MODE_LINK: 0, MODE_GITLINK: 0}
+    files = content = 0
+    pending = [""]
+    while pending:
+        directory = pending.pop()
+        for name, st in img.scandir(directory):
+            if st.mode in counts:
+                counts[st.mode] += 1
+            else:
+                files += 1
+            if st.mode == MODE_DIR:
+                pending.append(f"{directory}/{name}" if directory else name)
+            content += st.size
+    size, regular = _size_of(img.path)
+    sections = img.sections
+    when = datetime.fromtimestamp(img.info.commit_time, UTC)
+    return Summary(
+        image=img.path,
+        commit=img.commit,
+        root=img.tree,
+        commit_time=when.isoformat(),
+        history_depth=_history_depth(img),
+        objects=len(img.objects),
+        files=files,
+        directories=counts[MODE_DIR],
+        symlinks=counts[MODE_LINK],
+        submodules=counts[MODE_GITLINK],
+        content_bytes=content,
+        image_bytes=size,
+        pack_bytes=sections.pack_length,
+        idx_bytes=sections.idx_length,
+        block_size=infer_block_size(sections, size if regular else None),
+        compression_ratio=round(content / sections.pack_length, 3),
+    )
+
+
+def describe(s: Summary) -> str:
+    block = str(s.block_size) if s.block_size else "unknown"
+    return (
+        f"image\t: {s.image}\n"
+        f"commit\t: {s.commit}\n"
+        f"root\t: {s.root}\n"
+        f"date\t: {s.commit_time}\n"
+        f"history\t: {s.history_depth} commit{'s' if s.history_depth != 1 else ''}\n"
+        f"objects\t: {s.objects}\n"
+        f"tree\t: {s.files} files, {s.directories} directories, {s.symlinks} symlinks, "
+        f"{s.submodules} submodules\n"
+        f"content\t: {s.content_bytes} bytes\n"
+        f"pack\t: {s.pack_bytes} bytes (ratio {s.compression_ratio:.2f})\n"
+        f"idx\t: {s.idx_bytes} bytes\n"
+        f"size\t: {s.image_bytes} bytes, block size {block}\n"
+    )

@@ -1,0 +1,138 @@
+"""The FUSE operations of a mounted image: attributes, directories, symlinks and reads, nothing writable.
+
+The mount is read-only (`-o ro`), so the kernel answers every write with EROFS before asking us. Inode
+numbers come from a hash of the path, so they are the same on every mount of the same image; times are the
+commit's; files belong to whoever mounted them.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import hashlib
+import itertools
+import os
+import stat
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from mfusepy import FuseOSError, Operations
+
+from docteur.errors import DocteurError
+from docteur.fs.image import Image
+from docteur.git.objects import MODE_DIR, MODE_EXEC, MODE_GITLINK, MODE_LINK
+
+ROOT_INO = 1
+STATFS_BLOCK = 4096
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _modes(mode: int) -> int:
+    if mode in (MODE_DIR, MODE_GITLINK):
+        return stat.S_IFDIR | 0o755
+    if mode == MODE_LINK:
+        return stat.S_IFLNK | 0o777
+    return stat.S_IFREG | (0o755 if mode == MODE_EXEC else 0o644)
+
+
+def inode(path: str) -> int:
+    """A stable inode number for a path: 1 for the root, else 63 bits of its BLAKE2b (never 0 or 1)."""
+    raw = path.strip("/").encode("utf-8", "surrogateescape")
+    if not raw:
+        return ROOT_INO
+    return max(2, int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little") >> 1)
+
+
+def _eio(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A damaged image is an I/O error for the reader, not a crash of the mount."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except DocteurError:
+            raise FuseOSError(errno.EIO) from None
+
+    return wrapper
+
+
+class ImageOperations(Operations):  # type: ignore[misc]
+    use_ns = True  # times in nanoseconds (mfusepy's non-deprecated convention)
+
+    def __init__(self, img: Image, image_bytes: int) -> None:
+        self.img = img
+        self._time = img.info.commit_time * 1_000_000_000
+        self._owner = {"st_uid": os.getuid(), "st_gid": os.getgid()}
+        self._image_bytes = image_bytes
+        self._open: dict[int, bytes] = {}
+        self._handles = itertools.count(1)
+
+    def _attrs(self, path: str, mode: int, size: int, nlink: int) -> dict[str, Any]:
+        return {
+            "st_mode": _modes(mode),
+            "st_ino": inode(path),
+            "st_nlink": nlink,
+            "st_size": size,
+            "st_blocks": -(-size // 512),
+            "st_blksize": STATFS_BLOCK,
+            "st_atime": self._time,
+            "st_mtime": self._time,
+            "st_ctime": self._time,
+            **self._owner,
+        }
+
+    @_eio
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+        st = self.img.stat(path)
+        if st.mode == MODE_DIR:
+            subdirs = sum(1 for _, child in self.img.scandir(path) if child.mode in (MODE_DIR, MODE_GITLINK))
+            return self._attrs(path, st.mode, 0, 2 + subdirs)
+        return self._attrs(path, st.mode, st.size, 2 if st.mode == MODE_GITLINK else 1)
+
+    @_eio
+    def readlink(self, path: str) -> str:
+        return self.img.readlink(path)
+
+    @_eio
+    def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, int], int]]:
+        here = path.rstrip("/")
+        parent = here.rpartition("/")[0]
+        dots = [
+            (".", {"st_mode": stat.S_IFDIR, "st_ino": inode(here)}, 0),
+            ("..", {"st_mode": stat.S_IFDIR, "st_ino": inode(parent)}, 0),
+        ]
+        return dots + [
+            (name, {"st_mode": _modes(mode), "st_ino": inode(f"{here}/{name}")}, 0)
+            for name, mode in self._children(here)
+        ]
+
+    def _children(self, path: str) -> list[tuple[str, int]]:
+        return [(name, st.mode) for name, st in self.img.scandir(path)]
+
+    @_eio
+    def open(self, path: str, flags: int) -> int:
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            raise FuseOSError(errno.EROFS)
+        fh = next(self._handles)
+        self._open[fh] = self.img.read(path)
+        return fh
+
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        return self._open[fh][offset : offset + size]
+
+    def release(self, path: str, fh: int) -> int:
+        self._open.pop(fh, None)
+        return 0
+
+    def statfs(self, path: str) -> dict[str, int]:
+        return {
+            "f_bsize": STATFS_BLOCK,
+            "f_frsize": STATFS_BLOCK,
+            "f_blocks": -(-self._image_bytes // STATFS_BLOCK),
+            "f_bfree": 0,
+            "f_bavail": 0,
+            "f_files": len(self.img.objects),
+            "f_ffree": 0,
+            "f_namemax": 255,
+        }
