@@ -11,7 +11,7 @@ import zlib
 from collections import OrderedDict
 
 from docteur.errors import CorruptImageError
-from docteur.git.objects import BLOB, COMMIT, OFS_DELTA, REF_DELTA, TAG, TREE
+from docteur.git.objects import BLOB, COMMIT, OFS_DELTA, REF_DELTA, TAG, TREE, object_id
 from docteur.idx.reader import PackIndex
 from docteur.pack.delta import apply_delta, delta_sizes
 
@@ -65,6 +65,9 @@ class PackReader:
         self.end = len(buf) - 20  # objects end where the trailing checksum starts
         self.max_object_size = max_object_size
         self.cache = ObjectCache(cache_bytes)
+        # One bit per IDX position: set once that object's content hashed to its id. The IDX is not
+        # checked at open, so a forged offset could otherwise serve another object's bytes.
+        self._verified = bytearray((index.count + 7) // 8)
 
     def entry_header(self, offset: int) -> tuple[int, int, int, int | bytes | None]:
         """(type, declared size, start of the zlib data, delta base: offset, raw id or None)."""
@@ -171,10 +174,17 @@ class PackReader:
         return kind, data
 
     def get(self, oid: bytes) -> tuple[int, bytes]:
-        offset = self.index.lookup(oid)
-        if offset is None:
+        """(type, content) of `oid`; KeyError if the IDX lacks it, CorruptImageError if it is not `oid`."""
+        i = self.index.find(oid)
+        if i < 0:
             raise KeyError(oid.hex())
-        return self.object_at(offset)
+        kind, data = self.object_at(self.index.offset(i))
+        byte, bit = i >> 3, 1 << (i & 7)
+        if not self._verified[byte] & bit:
+            if object_id(kind, data) != oid:
+                raise CorruptImageError(f"object {oid.hex()} does not hash to its id")
+            self._verified[byte] |= bit
+        return kind, data
 
     def object_size(self, offset: int) -> int:
         """Size of the object at `offset` without inflating it whole (a delta's header gives its result)."""
