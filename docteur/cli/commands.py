@@ -7,7 +7,6 @@ or mfusepy (for mount) are only loaded when needed.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -16,6 +15,12 @@ from docteur.cli.errors import EXIT_FAILURE, one_line_errors
 
 if TYPE_CHECKING:
     from docteur.fs.image import Image, Stat
+
+
+def _print_json(document: object) -> None:
+    import json  # only --json pays for it
+
+    print(json.dumps(document, indent=2))
 
 
 def make(
@@ -56,7 +61,7 @@ def verify(image: str, *, as_json: bool = False) -> None:
                 "block_size": report.block_size,
                 "size": report.size,
             }
-            print(json.dumps(document, indent=2))
+            _print_json(document)
         else:
             if info is not None and report.ok:
                 sys.stdout.write(describe(info))
@@ -114,7 +119,7 @@ def ls(
             entries = _listing(img, base, recursive)
             if as_json:
                 listed = [_entry_json(img, full, name, img.stat(full)) for name, full in entries]
-                print(json.dumps(listed, indent=2))
+                _print_json(listed)
                 return
             out = sys.stdout
             for name, full in entries:
@@ -148,7 +153,7 @@ def stat(image: str, path: str, *, as_json: bool = False) -> None:
     with one_line_errors("docteur-stat"), docteur.open(image) as img:
         st = img.stat(path)
         if as_json:
-            print(json.dumps(_entry_json(img, path.strip("/"), path.strip("/").rpartition("/")[2], st)))
+            _print_json(_entry_json(img, path.strip("/"), path.strip("/").rpartition("/")[2], st))
             return
         print(f"mode\t: {st.mode:06o}\nsize\t: {st.size}\noid\t: {st.oid}")
         if st.mode == MODE_LINK:
@@ -170,7 +175,7 @@ def info(image: str, *, as_json: bool = False) -> None:
     with one_line_errors("docteur-info"), docteur.open(image) as img:
         summary = summarize(img)
         if as_json:
-            print(json.dumps(summary.as_dict(), indent=2))
+            _print_json(summary.as_dict())
         else:
             sys.stdout.write(describe(summary))
 
