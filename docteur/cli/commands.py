@@ -42,7 +42,7 @@ def make(
 
 
 def verify(image: str, *, as_json: bool = False) -> None:
-    with one_line_errors("docteur-verify"):
+    with one_line_errors("docteur-verify", image):
         from docteur.verify import describe
         from docteur.verify import verify as run
 
@@ -112,7 +112,7 @@ def ls(
     import docteur
     from docteur.cli.style import MODE_LINK, coloured, human_size, mode_string, use_colour
 
-    with one_line_errors("docteur-ls"):
+    with one_line_errors("docteur-ls", image):
         paint = use_colour(color, sys.stdout)
         with docteur.open(image) as img:
             base = path.strip("/")
@@ -139,7 +139,7 @@ def ls(
 def cat(image: str, paths: list[str]) -> None:
     import docteur
 
-    with one_line_errors("docteur-cat"), docteur.open(image) as img:
+    with one_line_errors("docteur-cat", image), docteur.open(image) as img:
         out = sys.stdout.buffer
         for p in paths:
             out.write(img.read(p))
@@ -150,7 +150,7 @@ def stat(image: str, path: str, *, as_json: bool = False) -> None:
     import docteur
     from docteur.cli.style import MODE_LINK
 
-    with one_line_errors("docteur-stat"), docteur.open(image) as img:
+    with one_line_errors("docteur-stat", image), docteur.open(image) as img:
         st = img.stat(path)
         if as_json:
             _print_json(_entry_json(img, path.strip("/"), path.strip("/").rpartition("/")[2], st))
@@ -164,7 +164,7 @@ def extract(image: str, target: str, path: str = "") -> None:
     import docteur
     from docteur.extract import extract as run
 
-    with one_line_errors("docteur-extract"), docteur.open(image) as img:
+    with one_line_errors("docteur-extract", image), docteur.open(image) as img:
         run(img, target, path)
 
 
@@ -172,7 +172,7 @@ def info(image: str, *, as_json: bool = False) -> None:
     import docteur
     from docteur.cli.info import describe, summarize
 
-    with one_line_errors("docteur-info"), docteur.open(image) as img:
+    with one_line_errors("docteur-info", image), docteur.open(image) as img:
         summary = summarize(img)
         if as_json:
             _print_json(summary.as_dict())
@@ -181,7 +181,7 @@ def info(image: str, *, as_json: bool = False) -> None:
 
 
 def mount(image: str, mountpoint: str, *, foreground: bool = False, options: str = "") -> None:
-    with one_line_errors("docteur-mount"):
+    with one_line_errors("docteur-mount", image):
         from docteur.fuse.mount import mount as run
 
         run(image, mountpoint, foreground=foreground, options=options)

@@ -42,11 +42,14 @@ def _quiet_broken_pipe() -> NoReturn:
 
 
 @contextmanager
-def one_line_errors(prog: str) -> Iterator[None]:
-    from docteur.errors import DocteurError
+def one_line_errors(prog: str, image: str | None = None) -> Iterator[None]:
+    """Turn the errors a user can cause into one line; a damaged `image` is named in its message."""
+    from docteur.errors import CorruptImageError, DocteurError
 
     try:
         yield
+    except CorruptImageError as e:
+        fail(prog, f"{image}: {e}" if image and image not in str(e) else str(e))
     except DocteurError as e:
         fail(prog, str(e))
     except BrokenPipeError:
