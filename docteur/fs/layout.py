@@ -1,27 +1,29 @@
-"""Path layout of a Git tree in a datrie trie, built lazily one directory at a time.
+"""Path layout of a Git tree, built lazily one directory at a time, with a bounded footprint.
 
-Opening an image costs nothing per file: a directory's tree object is parsed, and its children inserted in
-the trie, the first time a path below it is looked up. Git names are bytes, not always UTF-8, and datrie keys
-are strings over a declared alphabet: a path's bytes are mapped one-to-one onto U+0001..U+00FF (latin-1), the
-only encoding that stores every Git path (Git paths never contain NUL).
+Opening an image costs nothing per file: a directory's tree object is parsed the first time a path in it
+is looked up. Loaded directories live in a datrie trie keyed by their path; each maps its children's names
+to their entries in a dict. Only directories go into the trie: inserting every path cost 5-24 µs per key
+(measured on 40,000 paths), a dict entry 0.3 µs, and a directory's names are only ever looked up whole.
+
+The layout holds at most about `max_entries` entries: past that, the least recently used directories are
+dropped (and parsed again if needed), so a walk over a huge image stays in bounded memory.
+
+Git names are bytes, not always UTF-8, and datrie keys are strings over a declared alphabet: a path's bytes
+are mapped one-to-one onto U+0001..U+00FF (latin-1), the only encoding that stores every Git path (Git paths
+never contain NUL). The root's key is "/"; any other directory's is "/" + its path.
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from typing import NamedTuple
 
 import datrie
 
 from docteur.git.objects import MODE_DIR, MODE_GITLINK, TreeEntry
 
 ALPHABET = [("\x01", "\xff")]
-
-
-class Entry(NamedTuple):
-    mode: int
-    oid: bytes
+DEFAULT_MAX_ENTRIES = 1 << 16
 
 
 def is_dir(mode: int) -> bool:
@@ -36,6 +38,9 @@ def shown(path: bytes) -> str:
 def normalize(path: str | bytes) -> bytes:
     """'/a//b/./c/../d' -> b'a/b/d'; '..' never climbs above the root."""
     raw = path.encode("utf-8", "surrogateescape") if isinstance(path, str) else path
+    # Most paths are already normal: no leading, trailing or doubled '/', no component starting with '.'.
+    if raw and raw[0] not in b"/." and raw[-1] != 0x2F and b"//" not in raw and b"/." not in raw:
+        return raw
     parts: list[bytes] = []
     for part in raw.split(b"/"):
         if part == b"..":
@@ -46,41 +51,92 @@ def normalize(path: str | bytes) -> bytes:
     return b"/".join(parts)
 
 
-class Layout:
-    def __init__(self, root: bytes, load_tree: Callable[[bytes], list[TreeEntry]]) -> None:
-        self.root = Entry(MODE_DIR, root)
-        self._load_tree = load_tree
-        self._trie = datrie.Trie(ranges=ALPHABET)
-        self._children: dict[bytes, list[TreeEntry]] = {}
+class _Directory:
+    __slots__ = ("names", "used")
 
-    def lookup(self, path: bytes) -> Entry:
+    def __init__(self, names: dict[bytes, TreeEntry], used: int) -> None:
+        self.names = names  # in Git order: dicts keep insertion order
+        self.used = used
+
+
+class Layout:
+    def __init__(
+        self,
+        root: bytes,
+        load_tree: Callable[[bytes], list[TreeEntry]],
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        self.root = TreeEntry(b"", MODE_DIR, root)
+        self._load_tree = load_tree
+        self._max_entries = max_entries
+        self._dirs = datrie.Trie(ranges=ALPHABET)
+        self._entries = 0  # entries held by the loaded directories
+        self._clock = 0
+
+    def lookup(self, path: bytes) -> TreeEntry:
         """The entry at a normalized path; FileNotFoundError / NotADirectoryError as the OS would."""
         if not path:
             return self.root
-        key = path.decode("latin-1")
-        entry = self._trie.get(key)
-        if entry is not None:
-            return entry
-        parent = path.rpartition(b"/")[0]
-        if parent not in self._children:
-            self.children(parent)
-            entry = self._trie.get(key)
-            if entry is not None:
-                return entry
-        raise FileNotFoundError(errno.ENOENT, "No such file or directory in the image", shown(path))
+        parent, _, name = path.rpartition(b"/")
+        entry = self._names(parent).get(name)
+        if entry is None:
+            raise _missing(path)
+        return entry
 
     def children(self, path: bytes) -> list[TreeEntry]:
         """Entries of the directory at `path`, in Git order."""
-        listed = self._children.get(path)
-        if listed is not None:
-            return listed
-        entry = self.lookup(path)
-        if not is_dir(entry.mode):
-            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", shown(path))
-        listed = self._load_tree(entry.oid) if entry.mode == MODE_DIR else []
-        prefix = path.decode("latin-1") + "/" if path else ""
-        trie = self._trie
-        for child in listed:
-            trie[prefix + child.name.decode("latin-1")] = Entry(child.mode, child.oid)
-        self._children[path] = listed
-        return listed
+        return list(self._names(path).values())
+
+    def _names(self, path: bytes) -> dict[bytes, TreeEntry]:
+        self._clock += 1
+        loaded: _Directory | None = self._dirs.get(_key(path))
+        if loaded is None:
+            loaded = self._load(path)
+        loaded.used = self._clock
+        return loaded.names
+
+    def _load(self, path: bytes) -> _Directory:
+        """Load the directory at `path` and any missing one above it, from the root down (iteratively:
+        trees can nest deeper than Python's stack)."""
+        parts = path.split(b"/") if path else []
+        loaded: _Directory | None = None
+        for depth in range(len(parts) + 1):
+            here = b"/".join(parts[:depth])
+            found: _Directory | None = self._dirs.get(_key(here))
+            if found is None:
+                entry = loaded.names.get(parts[depth - 1]) if loaded is not None else self.root
+                if entry is None:
+                    raise FileNotFoundError(
+                        errno.ENOENT, "No such file or directory in the image", shown(here)
+                    )
+                if not is_dir(entry.mode):
+                    raise NotADirectoryError(errno.ENOTDIR, "Not a directory", shown(here))
+                found = self._insert(here, entry)
+            loaded = found
+        assert loaded is not None
+        return loaded
+
+    def _insert(self, path: bytes, entry: TreeEntry) -> _Directory:
+        names = {e.name: e for e in self._load_tree(entry.oid)} if entry.mode == MODE_DIR else {}
+        self._entries += len(names)
+        if self._entries > self._max_entries:
+            self._evict(self._max_entries // 2)
+        loaded = _Directory(names, self._clock)
+        self._dirs[_key(path)] = loaded
+        return loaded
+
+    def _evict(self, keep: int) -> None:
+        """Drop the least recently used directories until about `keep` entries remain."""
+        for key, loaded in sorted(self._dirs.items(), key=lambda item: item[1].used):
+            if self._entries <= keep:
+                break
+            del self._dirs[key]
+            self._entries -= len(loaded.names)
+
+
+def _missing(path: bytes) -> FileNotFoundError:
+    return FileNotFoundError(errno.ENOENT, "No such file or directory in the image", shown(path))
+
+
+def _key(path: bytes) -> str:
+    return "/" + path.decode("latin-1")

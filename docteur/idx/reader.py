@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterator
+from typing import Protocol
 
 from docteur.errors import CorruptImageError
 
@@ -13,6 +14,9 @@ VERSION = 2
 HEADER_SIZE = 8
 FANOUT_SIZE = 256 * 4
 LARGE_OFFSET_FLAG = 0x80000000
+_SMALL_FIRST_BYTES = bytes(range(0x80))
+# Below this many candidates a substring search of the names table beats a binary search in Python.
+_SCAN_BELOW = 256
 
 
 def idx_length(buf: memoryview, count: int) -> int:
@@ -21,14 +25,22 @@ def idx_length(buf: memoryview, count: int) -> int:
     table = buf[offsets_at : offsets_at + 4 * count]
     if len(table) != 4 * count:
         raise CorruptImageError("pack index is truncated")
-    large = sum(1 for (value,) in struct.iter_unpack(">I", table) if value & LARGE_OFFSET_FLAG)
+    # A large offset has the top bit of its big-endian word set: count those first bytes in C, not in a
+    # Python loop over every object (opening an image must not cost O(objects) in Python).
+    large = len(table[::4].tobytes().translate(None, _SMALL_FIRST_BYTES))
     return offsets_at + 4 * count + 8 * large + 40
+
+
+class Searchable(Protocol):
+    def find(self, sub: bytes, start: int, end: int, /) -> int: ...
 
 
 class PackIndex:
     """Object id -> PACK offset and CRC32, from an IDX v2 held in `buf` (which starts at the magic)."""
 
-    def __init__(self, buf: memoryview) -> None:
+    def __init__(self, buf: memoryview, *, origin: tuple[Searchable, int] | None = None) -> None:
+        """`origin`, when given, is the object `buf` views and the offset of `buf` in it: lookups then
+        search the names table in place with its `find` (bytes and mmap have one) instead of copying."""
         if len(buf) < HEADER_SIZE + FANOUT_SIZE + 40 or bytes(buf[:4]) != MAGIC:
             raise CorruptImageError("no pack index (IDX v2 magic) where the header says")
         (version,) = struct.unpack_from(">I", buf, 4)
@@ -49,6 +61,10 @@ class PackIndex:
         self._large = self._offsets + 4 * n
         self.pack_checksum = bytes(self.buf[self.length - 40 : self.length - 20])
         self.checksum = bytes(self.buf[self.length - 20 :])
+        # Without an origin, lookups stay a binary search over the view (no copy of the table).
+        self._haystack, base = origin if origin is not None else (None, 0)
+        self._scan_below = _SCAN_BELOW if origin is not None else 0
+        self._names_at = base + self._names
 
     def checksum_ok(self) -> bool:
         return hashlib.sha1(self.buf[: self.length - 20]).digest() == self.checksum
@@ -77,7 +93,7 @@ class PackIndex:
         lo = self.fanout[first - 1] if first else 0
         hi = self.fanout[first]
         buf, base = self.buf, self._names
-        while lo < hi:
+        while hi - lo > self._scan_below:
             mid = (lo + hi) // 2
             at = base + 20 * mid
             probe = buf[at : at + 20].tobytes()
@@ -87,6 +103,17 @@ class PackIndex:
                 lo = mid + 1
             else:
                 hi = mid
+        haystack, names = self._haystack, self._names_at
+        if haystack is None or lo >= hi:
+            return -1
+        # A match must start on a 20-byte boundary: ids are compared whole, never across two names.
+        stop = names + 20 * hi
+        at = haystack.find(oid, names + 20 * lo, stop)
+        while at >= 0:
+            i, misaligned = divmod(at - names, 20)
+            if not misaligned:
+                return i
+            at = haystack.find(oid, at + 1, stop)
         return -1
 
     def lookup(self, oid: bytes) -> int | None:

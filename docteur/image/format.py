@@ -10,6 +10,7 @@ IDX    the pack index, version 2
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 
@@ -93,7 +94,10 @@ def locate(buf: memoryview) -> tuple[Sections, PackIndex]:
             break
     else:
         raise CorruptImageError(f"no pack index at offset {stored} named by the header")
-    index = PackIndex(buf[offset:])
+    owner = buf.obj
+    # When `buf` views a whole bytes or mmap object, the index searches its names table in place.
+    whole = isinstance(owner, bytes | bytearray | mmap.mmap) and len(owner) == buf.nbytes
+    index = PackIndex(buf[offset:], origin=(owner, offset) if whole else None)
     pack_end = _pack_end(buf, offset, index.pack_checksum)
     sections = Sections(commit, stored, offset, index.length, pack_end - PACK_OFFSET)
     return sections, index

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 
 from docteur.errors import CorruptImageError
 from docteur.git.objects import BLOB, COMMIT, OFS_DELTA, REF_DELTA, TAG, TREE, object_id
@@ -16,10 +17,18 @@ from docteur.idx.reader import PackIndex
 from docteur.pack.delta import apply_delta, delta_sizes
 
 PACK_MAGIC = b"PACK"
-DEFAULT_CACHE_BYTES = 32 << 20
+# Small by default: the cache serves repeated reads and delta bases, and a walk that reads everything
+# must not grow the process by more than this (issue 3, goal 4).
+DEFAULT_CACHE_BYTES = 8 << 20
+# How much of the mapped PACK may stay resident before its pages are handed back (they remain in the
+# page cache): RSS stays bounded whatever the image size.
+DEFAULT_MAPPED_BYTES = 16 << 20
 DEFAULT_MAX_OBJECT_SIZE = 1 << 30
 MAX_CHAIN = 10_000
 BASE_TYPES = (COMMIT, TREE, BLOB, TAG)
+# Objects up to this size inflate in one call, with no output bound: their input slice is at most about
+# 16 KiB, which no zlib stream can inflate past ~17 MiB. Larger ones stream with a bound.
+_ONE_SHOT = 16 << 10
 
 
 class ObjectCache:
@@ -57,7 +66,11 @@ class PackReader:
         *,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         max_object_size: int = DEFAULT_MAX_OBJECT_SIZE,
+        mapped_bytes: int = DEFAULT_MAPPED_BYTES,
+        release: Callable[[], None] | None = None,
     ) -> None:
+        """`release`, when given, drops the resident pages of the mapping `buf` views; it is called each
+        time about `mapped_bytes` of object data have been read since the last call."""
         if len(buf) < 32 or bytes(buf[:4]) != PACK_MAGIC:
             raise CorruptImageError("no PACK signature after the header")
         self.buf = buf
@@ -68,6 +81,9 @@ class PackReader:
         # One bit per IDX position: set once that object's content hashed to its id. The IDX is not
         # checked at open, so a forged offset could otherwise serve another object's bytes.
         self._verified = bytearray((index.count + 7) // 8)
+        self._release = release
+        self._mapped_bytes = mapped_bytes
+        self._touched = 0
 
     def entry_header(self, offset: int) -> tuple[int, int, int, int | bytes | None]:
         """(type, declared size, start of the zlib data, delta base: offset, raw id or None)."""
@@ -114,10 +130,23 @@ class PackReader:
 
     def inflate(self, pos: int, size: int) -> bytes:
         """Exactly `size` bytes from the zlib stream at `pos`, never more (zlib bombs stop at size + 1)."""
+        step = size + (size >> 6) + 64  # enough input for one call, even for stored (incompressible) data
+        self._touched += step
+        if self._touched > self._mapped_bytes and self._release is not None:
+            self._touched = 0
+            self._release()
+        if size <= _ONE_SHOT:
+            try:
+                data = zlib.decompress(self.buf[pos : min(pos + step, self.end)], bufsize=size or 1)
+            except zlib.error:
+                pass  # truncated input or corrupt data: the streaming path says which
+            else:
+                if len(data) != size:
+                    raise CorruptImageError(f"object inflates to {len(data)} bytes, {size} declared")
+                return data
         d = zlib.decompressobj()
         out: list[bytes] = []
         got = 0
-        step = size + (size >> 6) + 64  # enough input for one call, even for stored (incompressible) data
         try:
             while not d.eof:
                 if pos >= self.end:
@@ -143,8 +172,12 @@ class PackReader:
             raise CorruptImageError(f"delta base {base.hex()} is not in the image")
         return offset
 
-    def object_at(self, offset: int) -> tuple[int, bytes]:
-        """(type, content) of the object stored at `offset`, deltas resolved."""
+    def object_at(self, offset: int, keep: bool = True) -> tuple[int, bytes]:
+        """(type, content) of the object stored at `offset`, deltas resolved.
+
+        The delta bases met on the way are cached; the object itself too unless `keep` is false (a reader
+        going through everything once would only evict what others reuse).
+        """
         cache = self.cache
         item = cache.get(offset)
         if item is not None:
@@ -156,7 +189,8 @@ class PackReader:
             kind, size, pos, base = self.entry_header(at)
             if base is None:
                 item = (kind, self.inflate(pos, size))
-                cache.put(at, item)
+                if chain or keep:
+                    cache.put(at, item)
                 break
             if at in seen or len(chain) >= MAX_CHAIN:
                 raise CorruptImageError(f"delta chain at {offset} loops or is too deep")
@@ -170,7 +204,8 @@ class PackReader:
         kind, data = item
         for at, size, pos in reversed(chain):
             data = apply_delta(data, self.inflate(pos, size), self.max_object_size)
-            cache.put(at, (kind, data))
+            if at != offset or keep:
+                cache.put(at, (kind, data))
         return kind, data
 
     def get(self, oid: bytes) -> tuple[int, bytes]:
@@ -178,7 +213,11 @@ class PackReader:
         i = self.index.find(oid)
         if i < 0:
             raise KeyError(oid.hex())
-        kind, data = self.object_at(self.index.offset(i))
+        return self.get_at(i, oid)
+
+    def get_at(self, i: int, oid: bytes, keep: bool = True) -> tuple[int, bytes]:
+        """(type, content) of the object at IDX position `i`, which the IDX names `oid`."""
+        kind, data = self.object_at(self.index.offset(i), keep)
         byte, bit = i >> 3, 1 << (i & 7)
         if not self._verified[byte] & bit:
             if object_id(kind, data) != oid:
@@ -194,8 +233,15 @@ class PackReader:
         item = self.cache.get(offset)
         if item is not None:
             return len(item[1])
+        # The two sizes take at most 20 bytes, but a deflate block header can be long: feed input until
+        # they are out (or the stream ends).
+        d = zlib.decompressobj()
+        head = b""
         try:
-            head = zlib.decompressobj().decompress(self.buf[pos : min(pos + 64, self.end)], 24)
+            while len(head) < 20 and not d.eof and pos < self.end:
+                chunk = self.buf[pos : min(pos + 256, self.end)]
+                pos += len(chunk)
+                head += d.decompress(chunk, 20 - len(head))
         except zlib.error as e:
             raise CorruptImageError(f"delta at {offset} does not inflate: {e}") from None
         return delta_sizes(head)[1]
