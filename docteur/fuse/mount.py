@@ -8,12 +8,39 @@ thread-safe, and Python threads would gain nothing under the GIL: libfuse runs o
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import docteur
 from docteur.errors import DocteurError
 
 CACHE_SECONDS = 86_400
+FUSE_READDIR_PLUS = 1  # libfuse3's enum fuse_readdir_flags
+FUSE_FILL_DIR_PLUS = 2  # libfuse3's enum fuse_fill_dir_flags
 _FORCED = {"ro", "rw", "use_ino", "nothreads", "foreground", "debug"}
+
+
+def _plus_fuse() -> type:
+    """mfusepy's FUSE, with directory listings that carry every entry's attributes when the kernel asks
+    for them (READDIRPLUS): mfusepy passes only names and types, so the kernel would look each entry up
+    again, one round trip per file, before `ls -l`, `find` or a reader could use it. Entries go with their
+    offsets: libfuse 3.14 keeps the attributes of plus entries only on that path."""
+    from mfusepy import FUSE, c_stat, set_st_attrs
+
+    class PlusFUSE(FUSE):  # type: ignore[misc]
+        def readdir_fuse_3(
+            self, path: bytes, buf: Any, filler: Any, offset: int, fip: Any, flags: int
+        ) -> int:
+            listing = self.operations.readdir(path.decode(self.encoding, self.errors), 0)
+            plus = flags & FUSE_READDIR_PLUS
+            for position, (name, attrs, _) in enumerate(listing[offset:], start=offset + 1):
+                st = c_stat()
+                set_st_attrs(st, attrs, use_ns=True)
+                fill = FUSE_FILL_DIR_PLUS if plus and name not in (".", "..") else 0
+                if filler(buf, name.encode(self.encoding, self.errors), st, position, fill) != 0:
+                    break  # the kernel's buffer is full: it asks again from `position`
+            return 0
+
+    return PlusFUSE
 
 
 class MountError(DocteurError):
@@ -46,7 +73,7 @@ def mount(image: str, mountpoint: str, *, foreground: bool = False, options: str
     if not os.path.isdir(mountpoint):
         raise MountError(f"{mountpoint}: mountpoint is not an existing directory")
     try:
-        from mfusepy import FUSE
+        fuse = _plus_fuse()
     except OSError as e:  # mfusepy loads libfuse3 when imported
         raise MountError(f"cannot load libfuse3 ({e}): install Debian's fuse3") from None
     from docteur.fuse.ops import ImageOperations
@@ -65,7 +92,7 @@ def mount(image: str, mountpoint: str, *, foreground: bool = False, options: str
             **extra,
         }
         try:
-            FUSE(
+            fuse(
                 ImageOperations(img, _image_bytes(img)),
                 mountpoint,
                 foreground=foreground,

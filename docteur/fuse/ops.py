@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
-import itertools
 import os
 import stat
 from collections.abc import Callable
@@ -19,10 +18,12 @@ from typing import Any, ParamSpec, TypeVar
 from mfusepy import FuseOSError, Operations
 
 from docteur.errors import DocteurError
-from docteur.fs.image import Image
+from docteur.fs.image import Image, Stat
 from docteur.git.objects import MODE_DIR, MODE_EXEC, MODE_GITLINK, MODE_LINK
 
 ROOT_INO = 1
+RECENT_FILES = 4
+RECENT_DIRECTORIES = 16
 STATFS_BLOCK = 4096
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -42,6 +43,12 @@ def inode(path: str) -> int:
     if not raw:
         return ROOT_INO
     return max(2, int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little") >> 1)
+
+
+def _bound(recent: dict[str, Any], size: int) -> None:
+    """Forget the oldest entries of an insertion-ordered cache beyond `size`."""
+    while len(recent) > size:
+        recent.pop(next(iter(recent)))
 
 
 def _eio(method: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -65,8 +72,8 @@ class ImageOperations(Operations):  # type: ignore[misc]
         self._time = img.info.commit_time * 1_000_000_000
         self._owner = {"st_uid": os.getuid(), "st_gid": os.getgid()}
         self._image_bytes = image_bytes
-        self._open: dict[int, bytes] = {}
-        self._handles = itertools.count(1)
+        self._recent: dict[str, bytes] = {}
+        self._listings: dict[str, list[tuple[str, dict[str, Any], int]]] = {}
 
     def _attrs(self, path: str, mode: int, size: int, nlink: int) -> dict[str, Any]:
         return {
@@ -84,10 +91,13 @@ class ImageOperations(Operations):  # type: ignore[misc]
 
     @_eio
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
-        st = self.img.stat(path)
+        return self._attrs_of(path, self.img.stat(path))
+
+    def _attrs_of(self, path: str, st: Stat) -> dict[str, Any]:
         if st.mode == MODE_DIR:
-            subdirs = sum(1 for _, child in self.img.scandir(path) if child.mode in (MODE_DIR, MODE_GITLINK))
-            return self._attrs(path, st.mode, 0, 2 + subdirs)
+            # walk's first step lists the subdirectories without sizing every file as scandir would.
+            subdirs = next(self.img.walk(path))[1]
+            return self._attrs(path, st.mode, 0, 2 + len(subdirs))
         return self._attrs(path, st.mode, st.size, 2 if st.mode == MODE_GITLINK else 1)
 
     @_eio
@@ -95,35 +105,30 @@ class ImageOperations(Operations):  # type: ignore[misc]
         return self.img.readlink(path)
 
     @_eio
-    def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, int], int]]:
+    def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, Any], int]]:
+        """Every entry with its full attributes: the kernel asks for them all at once (READDIRPLUS, see
+        mount.py) instead of one lookup per file."""
         here = path.rstrip("/")
         parent = here.rpartition("/")[0]
         dots = [
             (".", {"st_mode": stat.S_IFDIR, "st_ino": inode(here)}, 0),
             ("..", {"st_mode": stat.S_IFDIR, "st_ino": inode(parent)}, 0),
         ]
-        return dots + [
-            (name, {"st_mode": _modes(mode), "st_ino": inode(f"{here}/{name}")}, 0)
-            for name, mode in self._children(here)
-        ]
+        return dots + [(name, self._attrs_of(f"{here}/{name}", st), 0) for name, st in self.img.scandir(here)]
 
-    def _children(self, path: str) -> list[tuple[str, int]]:
-        return [(name, st.mode) for name, st in self.img.scandir(path)]
+    def open(self, path: str, flags: int) -> int:
+        # ENOSYS tells the kernel it need not open files at all: no open/release round trips, and its page
+        # cache is kept (FOPEN_KEEP_CACHE is the kernel's default for file systems without open).
+        raise FuseOSError(errno.ENOSYS)
 
     @_eio
-    def open(self, path: str, flags: int) -> int:
-        if flags & os.O_ACCMODE != os.O_RDONLY:
-            raise FuseOSError(errno.EROFS)
-        fh = next(self._handles)
-        self._open[fh] = self.img.read(path)
-        return fh
-
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
-        return self._open[fh][offset : offset + size]
-
-    def release(self, path: str, fh: int) -> int:
-        self._open.pop(fh, None)
-        return 0
+        data = self._recent.get(path)
+        if data is None:
+            # A large file comes in many reads: keep the last few whole, not just the pack's cache.
+            data = self._recent[path] = self.img.read(path)
+            _bound(self._recent, RECENT_FILES)
+        return data[offset : offset + size]
 
     def statfs(self, path: str) -> dict[str, int]:
         return {
