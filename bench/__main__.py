@@ -1,0 +1,68 @@
+"""python -m bench [--runs N] [--quick] [--no-peers] [DIR-OR-REPO ...]: see bench/__init__.py."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from bench import corpora, makes, peers, reads, startup
+from bench.images import image_of
+from bench.table import Row, render, save
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def _arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="docteur vs git and squashfs")
+    parser.add_argument("sources", nargs="*", help="more directories or repositories to measure")
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure, the best is kept (default 5)")
+    parser.add_argument("--no-peers", action="store_true", help="skip the 9P, unikernel and FUSE modules")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = _arguments(argv)
+    runs = max(1, args.runs)
+    started = time.monotonic()
+    print("generating corpora (once) and images...", file=sys.stderr)
+    tiny, book, pages, large = (corpora.generated(n) for n in ("tiny", "book", "pages", "large"))
+    extra = [corpora.given(s) for s in args.sources]
+    made = {c.name: image_of(c) for c in (tiny, book, pages, large, *extra)}
+    rows: list[Row] = []
+    for corpus in (book, pages, large, *extra):
+        print(f"reading {corpus.name}...", file=sys.stderr)
+        rows += reads.full_read(made[corpus.name], runs)
+    rows.append(reads.open_to_first_byte(made["pages"], made["tiny"], runs))
+    rows.append(reads.repeated_read(made["pages"], runs))
+    rows.append(reads.peak_rss(made["pages"], runs))
+    rows.append(reads.peak_rss(made["large"], runs))
+    for corpus in (book, pages, *extra):
+        print(f"making {corpus.name}...", file=sys.stderr)
+        if corpus.files:
+            rows += makes.from_directory(corpus, max(1, runs // 2))
+        if corpus.repo is not None:
+            rows += makes.from_repository(corpus, runs)
+    rows.append(startup.cat_start(made["tiny"], runs))
+    if not args.no_peers:
+        for name in peers.modules():
+            print(f"running {name}...", file=sys.stderr)
+            rows += peers.rows_of(name, book)
+    print(render(rows))
+    context = {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "runs": runs,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    save(rows, RESULTS, context)
+    print(f"\nwritten to {RESULTS} in {context['seconds']} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
