@@ -244,8 +244,8 @@ def run(typer_app: typer.Typer, args: Sequence[str] | None = None, prog_name: st
 
 
 def _shortcut(command: Callable[..., None]) -> Callable[[], None]:
-    single = _app(epilog=EXIT_CODES)
-    single.command(context_settings=_HELP_IS_LONG_ONLY if command is ls else None)(command)
+    single = _app()
+    single.command(epilog=EXIT_CODES, context_settings=_HELP_IS_LONG_ONLY if command is ls else None)(command)
     return lambda: run(single)
 
 
