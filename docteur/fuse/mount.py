@@ -58,14 +58,6 @@ def parse_options(text: str) -> dict[str, str | bool]:
     return options
 
 
-def _image_bytes(img: docteur.Image) -> int:
-    fd = os.open(img.path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.lseek(fd, 0, os.SEEK_END)
-    finally:
-        os.close(fd)
-
-
 def mount(image: str, mountpoint: str, *, foreground: bool = False, options: str = "") -> None:
     """Serve `image` at `mountpoint` until unmounted (`fusermount3 -u`); in the background unless
     `foreground`. Returns when the mount ends (in the background, only the daemon's copy returns)."""
@@ -93,7 +85,7 @@ def mount(image: str, mountpoint: str, *, foreground: bool = False, options: str
         }
         try:
             fuse(
-                ImageOperations(img, _image_bytes(img)),
+                ImageOperations(img),
                 mountpoint,
                 foreground=foreground,
                 nothreads=True,

@@ -67,11 +67,10 @@ def _eio(method: Callable[_P, _R]) -> Callable[_P, _R]:
 class ImageOperations(Operations):  # type: ignore[misc]
     use_ns = True  # times in nanoseconds (mfusepy's non-deprecated convention)
 
-    def __init__(self, img: Image, image_bytes: int) -> None:
+    def __init__(self, img: Image) -> None:
         self.img = img
         self._time = img.info.commit_time * 1_000_000_000
         self._owner = {"st_uid": os.getuid(), "st_gid": os.getgid()}
-        self._image_bytes = image_bytes
         self._recent: dict[str, bytes] = {}
         self._listings: dict[str, list[tuple[str, dict[str, Any], int]]] = {}
 
@@ -134,7 +133,7 @@ class ImageOperations(Operations):  # type: ignore[misc]
         return {
             "f_bsize": STATFS_BLOCK,
             "f_frsize": STATFS_BLOCK,
-            "f_blocks": -(-self._image_bytes // STATFS_BLOCK),
+            "f_blocks": -(-self.img.sections.idx_end // STATFS_BLOCK),  # what the image holds, padding aside
             "f_bfree": 0,
             "f_bavail": 0,
             "f_files": len(self.img.objects),
