@@ -23,7 +23,7 @@ import datrie
 from docteur.git.objects import MODE_DIR, MODE_GITLINK, TreeEntry
 
 ALPHABET = [("\x01", "\xff")]
-DEFAULT_MAX_ENTRIES = 1 << 16
+DEFAULT_MAX_ENTRIES = 1 << 13  # ~250 bytes each
 
 
 def is_dir(mode: int) -> bool:

@@ -19,15 +19,23 @@ _SMALL_FIRST_BYTES = bytes(range(0x80))
 _SCAN_BELOW = 256
 
 
-def idx_length(buf: memoryview, count: int) -> int:
-    """Total length of the index whose object count is `count`, read from its offset table."""
+def idx_length(buf: memoryview, count: int, pack_bound: int | None = None) -> int:
+    """Total length of the index whose object count is `count`, read from its offset table.
+
+    `pack_bound`, when given, is an upper bound of the PACK's length: under 2 GiB no offset needs the
+    large table (git writes one only past 2 GiB), so the table is not scanned and opening costs nothing
+    per object. An index that flags small offsets as large anyway then fails its checksums, or the lookup
+    of that offset, as corrupt.
+    """
     offsets_at = HEADER_SIZE + FANOUT_SIZE + count * 24
     table = buf[offsets_at : offsets_at + 4 * count]
     if len(table) != 4 * count:
         raise CorruptImageError("pack index is truncated")
-    # A large offset has the top bit of its big-endian word set: count those first bytes in C, not in a
-    # Python loop over every object (opening an image must not cost O(objects) in Python).
-    large = len(table[::4].tobytes().translate(None, _SMALL_FIRST_BYTES))
+    if pack_bound is not None and pack_bound <= LARGE_OFFSET_FLAG:
+        large = 0
+    else:
+        # A large offset has the top bit of its big-endian word set: count those first bytes in C.
+        large = len(bytes(table)[::4].translate(None, _SMALL_FIRST_BYTES))
     return offsets_at + 4 * count + 8 * large + 40
 
 
@@ -38,9 +46,16 @@ class Searchable(Protocol):
 class PackIndex:
     """Object id -> PACK offset and CRC32, from an IDX v2 held in `buf` (which starts at the magic)."""
 
-    def __init__(self, buf: memoryview, *, origin: tuple[Searchable, int] | None = None) -> None:
+    def __init__(
+        self,
+        buf: memoryview,
+        *,
+        origin: tuple[Searchable, int] | None = None,
+        pack_bound: int | None = None,
+    ) -> None:
         """`origin`, when given, is the object `buf` views and the offset of `buf` in it: lookups then
-        search the names table in place with its `find` (bytes and mmap have one) instead of copying."""
+        search the names table in place with its `find` (bytes and mmap have one) instead of copying.
+        `pack_bound` bounds the PACK's length (see idx_length)."""
         if len(buf) < HEADER_SIZE + FANOUT_SIZE + 40 or bytes(buf[:4]) != MAGIC:
             raise CorruptImageError("no pack index (IDX v2 magic) where the header says")
         (version,) = struct.unpack_from(">I", buf, 4)
@@ -48,9 +63,9 @@ class PackIndex:
             raise CorruptImageError(f"unsupported pack index version {version}")
         self.fanout = struct.unpack_from(">256I", buf, HEADER_SIZE)
         self.count = self.fanout[255]
-        if any(a > b for a, b in zip(self.fanout, self.fanout[1:], strict=False)):
+        if list(self.fanout) != sorted(self.fanout):
             raise CorruptImageError("pack index fan-out table is not monotonic")
-        self.length = idx_length(buf, self.count)
+        self.length = idx_length(buf, self.count, pack_bound)
         if len(buf) < self.length:
             raise CorruptImageError("pack index is truncated")
         self.buf = buf[: self.length]

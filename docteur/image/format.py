@@ -97,7 +97,8 @@ def locate(buf: memoryview) -> tuple[Sections, PackIndex]:
     owner = buf.obj
     # When `buf` views a whole bytes or mmap object, the index searches its names table in place.
     whole = isinstance(owner, bytes | bytearray | mmap.mmap) and len(owner) == buf.nbytes
-    index = PackIndex(buf[offset:], origin=(owner, offset) if whole else None)
+    origin = (owner, offset) if whole else None
+    index = PackIndex(buf[offset:], origin=origin, pack_bound=offset - PACK_OFFSET)
     pack_end = _pack_end(buf, offset, index.pack_checksum)
     sections = Sections(commit, stored, offset, index.length, pack_end - PACK_OFFSET)
     return sections, index

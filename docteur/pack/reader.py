@@ -19,10 +19,12 @@ from docteur.pack.delta import apply_delta, delta_sizes
 PACK_MAGIC = b"PACK"
 # Small by default: the cache serves repeated reads and delta bases, and a walk that reads everything
 # must not grow the process by more than this (issue 3, goal 4).
-DEFAULT_CACHE_BYTES = 8 << 20
+DEFAULT_CACHE_BYTES = 4 << 20
 # How much of the mapped PACK may stay resident before its pages are handed back (they remain in the
 # page cache): RSS stays bounded whatever the image size.
-DEFAULT_MAPPED_BYTES = 16 << 20
+DEFAULT_MAPPED_BYTES = 4 << 20
+# What an entry costs the cache beyond its content: the bytes and tuple headers and the dict node.
+_ENTRY_OVERHEAD = 160
 DEFAULT_MAX_OBJECT_SIZE = 1 << 30
 MAX_CHAIN = 10_000
 BASE_TYPES = (COMMIT, TREE, BLOB, TAG)
@@ -46,14 +48,14 @@ class ObjectCache:
         return item
 
     def put(self, key: int, item: tuple[int, bytes]) -> None:
-        cost = len(item[1])
+        cost = len(item[1]) + _ENTRY_OVERHEAD
         if cost > self.max_bytes // 4 or key in self._items:
             return
         self._items[key] = item
         self.size += cost
         while self.size > self.max_bytes:
             _, (_, old) = self._items.popitem(last=False)
-            self.size -= len(old)
+            self.size -= len(old) + _ENTRY_OVERHEAD
 
 
 class PackReader:
