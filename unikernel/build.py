@@ -13,14 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from unikernel.paths import BUILD, INITRAMFS, REPO, VMLINUX
 
 DEBS = BUILD / "debs"
 KERNEL = BUILD / "kernel"  # the subset of the kernel package we use
-USERLAND = BUILD / "userland"  # busybox, python and its libraries, as Debian ships them
-ROOT = BUILD / "root"  # the initramfs tree
 
 # The kernel drivers the guest loads (busybox modprobe pulls in their dependencies).
 MODULES = ("virtio_mmio", "virtio_blk", "virtio_console", "virtio-rng", "9pnet_fd", "9p")
@@ -88,15 +87,17 @@ def extract_kernel() -> None:
     The ELF boots directly through PVH, which skips the real-mode setup and the in-guest decompressor:
     about a second less per boot under TCG.
     """
-    shutil.rmtree(KERNEL, ignore_errors=True)
-    KERNEL.mkdir(parents=True)
     package = deb((DEBS / "kernel").read_text().strip())
+    # Unpacked beside KERNEL, then swapped in: a concurrent build never sees half a tree.
+    tmp = Path(tempfile.mkdtemp(dir=BUILD, prefix="kernel-"))
     tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(package)], stdout=subprocess.PIPE)
     patterns = ["./boot/vmlinuz-*", "./lib/modules/*/modules.*"]
     patterns += [f"./lib/modules/*/kernel/{d}/*" for d in MODULE_DIRS]
-    run("tar", "-x", "--wildcards", *patterns, cwd=KERNEL, stdin=tar.stdout)
+    run("tar", "-x", "--wildcards", *patterns, cwd=tmp, stdin=tar.stdout)
     if tar.wait() != 0:
         raise BuildError(f"dpkg-deb could not read {package.name}")
+    shutil.rmtree(KERNEL, ignore_errors=True)
+    tmp.rename(KERNEL)
     (vmlinuz,) = (KERNEL / "boot").glob("vmlinuz-*")
     blob = vmlinuz.read_bytes()
     start = blob.find(XZ_MAGIC)
@@ -105,19 +106,17 @@ def extract_kernel() -> None:
     elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(blob[start:])
     if not elf.startswith(b"\x7fELF"):
         raise BuildError(f"{vmlinuz.name}: its XZ payload is not an ELF kernel")
-    VMLINUX.write_bytes(elf)
+    replace(VMLINUX, elf)
 
 
-def extract_userland() -> None:
-    shutil.rmtree(USERLAND, ignore_errors=True)
-    USERLAND.mkdir(parents=True)
+def extract_userland(userland: Path) -> None:
     for name in USERLAND_PACKAGES:
-        run("dpkg", "-x", deb(name), USERLAND)
+        run("dpkg", "-x", deb(name), userland)
 
 
-def stage_modules(kver: str) -> None:
+def stage_modules(root: Path, kver: str) -> None:
     src = KERNEL / "lib/modules" / kver
-    dst = ROOT / "lib/modules" / kver
+    dst = root / "lib/modules" / kver
     needed: set[str] = set()
     todo = list(MODULES)
     while todo:
@@ -134,7 +133,7 @@ def stage_modules(kver: str) -> None:
         shutil.copy2(src / rel, dst / rel)
     for meta in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
         shutil.copy2(src / meta, dst / meta)
-    run("/sbin/depmod", "-b", ROOT, kver)
+    run("/sbin/depmod", "-b", root, kver)
 
 
 def module_path(tree: Path, name: str) -> Path:
@@ -146,39 +145,39 @@ def module_path(tree: Path, name: str) -> Path:
     raise BuildError(f"module {name} not found in the kernel package (extracted: {', '.join(MODULE_DIRS)})")
 
 
-def stage_busybox() -> None:
-    busybox = USERLAND / "bin/busybox"
-    (ROOT / "bin").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(busybox, ROOT / "bin/busybox")
+def stage_busybox(root: Path, userland: Path) -> None:
+    busybox = userland / "bin/busybox"
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, root / "bin/busybox")
     for applet in run(busybox, "--list").stdout.decode().split():
-        link = ROOT / "bin" / applet
+        link = root / "bin" / applet
         if not link.exists():
             link.symlink_to("busybox")
 
 
-def stage_python() -> None:
+def stage_python(root: Path, userland: Path) -> None:
     """The interpreter, its libraries, and only the modules the in-guest entry point can import."""
-    libdir = ROOT / "lib/x86_64-linux-gnu"
+    libdir = root / "lib/x86_64-linux-gnu"
     libdir.mkdir(parents=True, exist_ok=True)
     for lib in LIBS:
-        src = USERLAND / "lib/x86_64-linux-gnu" / lib
+        src = userland / "lib/x86_64-linux-gnu" / lib
         shutil.copy2(src.resolve(), libdir / lib)
-    (ROOT / "lib64").mkdir(exist_ok=True)
-    (ROOT / "lib64/ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
-    (ROOT / "usr/bin").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(USERLAND / "usr/bin/python3.11", ROOT / "usr/bin/python3.11")
-    (ROOT / "usr/bin/python3").symlink_to("python3.11")
-    dynload = ROOT / "usr/lib/python3.11/lib-dynload"
+    (root / "lib64").mkdir(exist_ok=True)
+    (root / "lib64/ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(userland / "usr/bin/python3.11", root / "usr/bin/python3.11")
+    (root / "usr/bin/python3").symlink_to("python3.11")
+    dynload = root / "usr/lib/python3.11/lib-dynload"
     dynload.mkdir(parents=True)
     datrie = compiled_dependency("datrie")
     # Byte-compile with Debian's own interpreter (pyc magic must match the guest's) and let it list the
     # extension modules the closure needs.
-    env = {"PYTHONHOME": str(USERLAND / "usr"), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    env = {"PYTHONHOME": str(userland / "usr"), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     out = run(
-        USERLAND / "usr/bin/python3.11",
+        userland / "usr/bin/python3.11",
         "-S",
         REPO / "unikernel/closure.py",
-        ROOT / "usr/lib/python311.zip",
+        root / "usr/lib/python311.zip",
         REPO,
         datrie.parent,
         env=env,
@@ -194,41 +193,48 @@ def compiled_dependency(name: str) -> Path:
     return Path(run(sys.executable, "-c", code).stdout.decode().strip())
 
 
-def stage_init() -> None:
-    shutil.copy2(REPO / "unikernel/init", ROOT / "init")
-    (ROOT / "init").chmod(0o755)
+def stage_init(root: Path) -> None:
+    shutil.copy2(REPO / "unikernel/init", root / "init")
+    (root / "init").chmod(0o755)
     for d in ("proc", "sys", "dev", "mnt", "tmp", "etc"):
-        (ROOT / d).mkdir(exist_ok=True)
+        (root / d).mkdir(exist_ok=True)
 
 
-def smoke_test() -> None:
+def smoke_test(root: Path) -> None:
     """Import the entry point in the staged tree: a missing library or module fails the build, not a boot."""
     code = "import docteur.guest, datrie, mmap, zlib"
-    run("/usr/sbin/chroot", ROOT, "/usr/bin/python3", "-S", "-c", code, env={"PATH": "/bin:/usr/bin"})
+    run("/usr/sbin/chroot", root, "/usr/bin/python3", "-S", "-c", code, env={"PATH": "/bin:/usr/bin"})
 
 
-def pack_initramfs() -> None:
-    files = sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*"))
+def pack_initramfs(root: Path) -> None:
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     cpio = run(
-        "cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet", cwd=ROOT, input="\n".join(files).encode()
+        "cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet", cwd=root, input="\n".join(files).encode()
     ).stdout
     packed = run("zstd", "-19", "-q", "-c", input=cpio).stdout
-    tmp = INITRAMFS.with_suffix(".tmp")
-    tmp.write_bytes(packed)
-    tmp.replace(INITRAMFS)
+    replace(INITRAMFS, packed)
 
 
 def build_initramfs() -> None:
-    extract_userland()
-    shutil.rmtree(ROOT, ignore_errors=True)
-    ROOT.mkdir(parents=True)
-    (kver,) = [p.name for p in (KERNEL / "lib/modules").iterdir()]
-    stage_modules(kver)
-    stage_busybox()
-    stage_python()
-    stage_init()
-    smoke_test()
-    pack_initramfs()
+    # A private scratch tree: builds started by concurrent test sessions do not trample each other.
+    with tempfile.TemporaryDirectory(dir=BUILD, prefix="initramfs-") as scratch:
+        root, userland = Path(scratch) / "root", Path(scratch) / "userland"
+        root.mkdir()
+        extract_userland(userland)
+        (kver,) = [p.name for p in (KERNEL / "lib/modules").iterdir()]
+        stage_modules(root, kver)
+        stage_busybox(root, userland)
+        stage_python(root, userland)
+        stage_init(root)
+        smoke_test(root)
+        pack_initramfs(root)
+
+
+def replace(path: Path, data: bytes) -> None:
+    """Write PATH atomically: a guest booting meanwhile reads the old file or the new one, whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 STEPS = {"debs": fetch_debs, "vmlinux": extract_kernel, "initramfs": build_initramfs}

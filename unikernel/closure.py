@@ -18,20 +18,18 @@ import zipfile
 
 # What `python3 -S -m docteur.guest` imports before any docteur code runs, beyond frozen modules.
 ROOTS = ("runpy", "encodings", "encodings.aliases", "encodings.utf_8", "encodings.latin_1", "encodings.ascii")
+# Imported by datrie's compiled module when it loads: modulefinder cannot look inside a .so.
+COMPILED_IMPORTS = ("pickle", "tempfile")
 ENTRY = "docteur.guest"
-# Reached only through self-tests (`if __name__ == "__main__": doctest...`), debuggers and help: never run in
-# the guest, and they would drag in most of the stdlib.
 EXCLUDES = (
-    "doctest",
-    "unittest",
-    "test",
-    "pdb",
-    "pydoc",
-    "tkinter",
-    "idlelib",
-    "lib2to3",
-    "ensurepip",
-    "venv",
+    # Reached only through self-tests (`if __name__ == "__main__": doctest...`), debuggers and help.
+    *("doctest", "unittest", "test", "pdb", "pydoc", "tkinter", "idlelib", "lib2to3", "ensurepip", "venv"),
+    # Optional features of modules the guest does use (argparse, asyncio, logging, shutil, random...),
+    # imported lazily or inside try/except ImportError, which the guest never needs. Together with the
+    # above they would triple the stdlib we ship. _hashlib also needs libcrypto: hashlib falls back to
+    # the interpreter's built-in sha/md5/blake2.
+    *("email", "http", "xmlrpc", "xml", "multiprocessing", "tarfile", "zipfile", "importlib.metadata"),
+    *("decimal", "_pydecimal", "statistics", "ssl", "_hashlib", "ctypes", "bz2", "lzma"),
 )
 
 
@@ -46,7 +44,7 @@ class Finder(modulefinder.ModuleFinder):
 
 def main(out: str, repo: str, *extra: str) -> None:
     finder = Finder(path=[repo, *extra, *sys.path[1:]], excludes=EXCLUDES)
-    for name in (*ROOTS, ENTRY):
+    for name in (*ROOTS, *COMPILED_IMPORTS, ENTRY):
         finder.import_hook(name)
     if ENTRY not in finder.modules:
         sys.exit(f"{ENTRY}: not found under {repo}")

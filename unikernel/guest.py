@@ -133,13 +133,14 @@ def serving(
     image: str | os.PathLike[str],
     socket_path: str | os.PathLike[str],
     *,
-    timeout: float = 600.0,
+    timeout: float = 120.0,
     accel: str | None = None,
     log: str | os.PathLike[str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Boot a guest that serves IMAGE over 9P; QEMU listens on SOCKET_PATH for the host's 9P client.
 
-    Yields the QEMU process once the socket exists; the guest is stopped on exit.
+    Yields the QEMU process once the guest is ready for a client (at most TIMEOUT seconds after boot); the
+    guest is stopped on exit.
     """
     sock = Path(socket_path)
     sock.unlink(missing_ok=True)
@@ -151,6 +152,7 @@ def serving(
             qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         try:
             wait_for_socket(sock, qemu, ports / "qemu.err", "QEMU")
+            _wait_until_ready(ports, qemu, log, timeout)
             yield qemu
         finally:
             qemu.kill()
@@ -170,6 +172,20 @@ def wait_for_socket(
         if time.monotonic() > deadline:
             raise GuestError(f"{what} did not listen on {sock} within {timeout:g} s")
         time.sleep(0.02)
+
+
+def _wait_until_ready(
+    ports: Path, qemu: subprocess.Popen[bytes], log: str | os.PathLike[str] | None, timeout: float
+) -> None:
+    """Wait for the serving guest's "ready" on its out port."""
+    deadline = time.monotonic() + timeout
+    while (ports / "out").read_bytes() != b"ready\n":
+        if qemu.poll() is not None:
+            err = (ports / "err").read_text(errors="replace").strip()
+            raise GuestError(f"the guest stopped before serving: {err}{_tail(ports, log)}")
+        if time.monotonic() > deadline:
+            raise GuestError(f"the guest was not ready to serve after {timeout:g} s{_tail(ports, log)}")
+        time.sleep(0.05)
 
 
 def boot(

@@ -1,0 +1,122 @@
+"""9P: the guest kernel mounts the image that docteur-serve serves on the host; the guest as the server."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ninep.client import Client
+from trees import DIR, LINK, Tree
+
+from unikernel import guest, host
+
+pytestmark = pytest.mark.usefixtures("guest_build")
+
+# find, stat, readlink and sha256sum of everything under /mnt, one section each. `stat -c` prints the raw
+# mode in hex (%f), the size and the name; names are bytes and may not be UTF-8.
+SURVEY = r"""cd /mnt
+find . | sort
+echo @@
+find . -exec stat -c '%f %s %n' {} +
+echo @@
+find . -type l | while read -r l; do printf '%s -> %s\n' "$l" "$(readlink "$l")"; done
+echo @@
+find . -type f -exec sha256sum {} +
+"""
+WRITES = [
+    "touch /mnt/new",
+    "echo x >/mnt/README.md",
+    "mkdir /mnt/dir",
+    "rm /mnt/README.md",
+    "mv /mnt/README.md /mnt/moved",
+    "ln -s README.md /mnt/newlink",
+    "chmod 777 /mnt/README.md",
+]
+
+
+@pytest.fixture(scope="module")
+def served(image: Path) -> Iterator[Path]:
+    with host.docteur_serve(image) as sock:
+        yield sock
+
+
+def lines(section: bytes) -> list[bytes]:
+    return section.strip(b"\n").split(b"\n")
+
+
+def unix_mode(mode: int) -> int:
+    """The mode a Git tree entry is served with: symlinks 0777, directories 0755, files as committed."""
+    return {LINK: stat.S_IFLNK | 0o777, DIR: stat.S_IFDIR | 0o755}.get(mode, mode)
+
+
+@pytest.fixture(scope="module")
+def survey(served: Path) -> list[bytes]:
+    rc, out = guest.run_mounted(served, SURVEY)
+    assert rc == 0
+    sections = out.split(b"@@\n")
+    assert len(sections) == 4
+    return sections
+
+
+def test_find_lists_the_source(survey: list[bytes], source_tree: Tree) -> None:
+    assert lines(survey[0]) == sorted([b".", *(b"./" + p for p in source_tree)])
+
+
+def test_stat_modes_and_sizes_match(survey: list[bytes], source_tree: Tree) -> None:
+    seen = {}
+    for line in lines(survey[1]):
+        mode, size, name = line.split(b" ", 2)
+        seen[name] = (int(mode, 16), int(size))
+    assert seen.pop(b".")[0] == stat.S_IFDIR | 0o755
+    for path, (mode, content) in source_tree.items():
+        got_mode, got_size = seen.pop(b"./" + path)
+        assert got_mode == unix_mode(mode), path
+        if mode != DIR:
+            assert got_size == len(content), path
+    assert not seen
+
+
+def test_readlink_matches(survey: list[bytes], source_tree: Tree) -> None:
+    links = {b"./" + p: target for p, (mode, target) in source_tree.items() if mode == LINK}
+    assert links
+    assert dict(line.split(b" -> ", 1) for line in lines(survey[2])) == links
+
+
+def test_sha256_of_every_file_matches(survey: list[bytes], source_tree: Tree) -> None:
+    files = {b"./" + p: c for p, (mode, c) in source_tree.items() if mode not in (DIR, LINK)}
+    sums = dict(reversed(line.split(b"  ", 1)) for line in lines(survey[3]))
+    assert sums == {p: hashlib.sha256(c).hexdigest().encode() for p, c in files.items()}
+
+
+def test_writes_fail_read_only(served: Path, source_tree: Tree) -> None:
+    cmd = "".join(f"{w} && echo changed\n" for w in WRITES) + "sha256sum /mnt/README.md; ls /mnt | wc -l\n"
+    run = guest.run_mounted(served, cmd)
+    errors = run.stderr.decode().splitlines()
+    assert len(errors) == len(WRITES)
+    assert all(e.endswith("Read-only file system") for e in errors), errors
+    readme = hashlib.sha256(source_tree[b"README.md"][1]).hexdigest()
+    top = sum(b"/" not in p for p in source_tree)
+    assert run.stdout.decode().split() == [readme, "/mnt/README.md", str(top)]
+
+
+def test_mount_reports_a_server_that_is_gone(tmp_path: Path) -> None:
+    with pytest.raises(guest.GuestError, match="no 9P server"):
+        guest.run_mounted(tmp_path / "absent.sock", "true")
+
+
+@pytest.fixture(scope="module")
+def guest_server(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    sock = tmp_path_factory.mktemp("serve") / "guest.sock"
+    with guest.serving(image, sock):
+        yield sock
+
+
+def test_host_client_reads_through_the_guest_server(guest_server: Path, source_tree: Tree) -> None:
+    # The guest boots while we connect: the first reply arrives once its server runs.
+    with Client.session(str(guest_server)) as client:
+        for path, (mode, content) in source_tree.items():
+            if mode != DIR:  # a symlink reads as its target
+                assert client.read(path) == content, path
