@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import errno
 import hashlib
 import logging
@@ -46,6 +47,7 @@ class Limits:
     max_fids: int = 1 << 18  # Linux keeps a fid per cached dentry
     max_connections: int = 64
     max_outstanding: int = 64  # requests in flight per connection
+    max_bulk: int = 2  # reads (replies up to msize) built or waiting for the client, per connection
 
 
 class Fid:
@@ -196,6 +198,7 @@ class Connection:
         self.fids: dict[int, Fid] = {}
         self.pending: dict[int, asyncio.Task[None]] = {}
         self.slots = asyncio.Semaphore(server.limits.max_outstanding)
+        self.bulk = asyncio.Semaphore(server.limits.max_bulk)
         self.requests = 0
         self.closed = asyncio.Event()
         self._reading: asyncio.Task[None] | None = None
@@ -228,6 +231,8 @@ class Connection:
         self._reading = asyncio.current_task()
         try:
             while True:
+                # A client that leaves our replies unread gets no more served: what we buffer stays bounded.
+                await self.writer.drain()
                 header = await self.reader.readexactly(4)
                 size = wire.frame_size(header)
                 if not wire.HEADER_SIZE <= size <= self.msize:
@@ -288,21 +293,24 @@ class Connection:
 
     async def serve(self, msg: Message) -> None:
         try:
-            try:
-                if self.dialect is None:
-                    raise OSError(errno.EPROTO, "version not negotiated")
-                handler = self.handlers.get(msg.type)
-                if handler is None:
-                    raise OSError(errno.EOPNOTSUPP, f"{msg.type.name} is not a request")
-                reply = await handler(msg)
-            except asyncio.CancelledError:
-                raise  # flushed: no reply
-            except Exception as exc:
-                reply = self._failure(msg, exc)
-            # No await from here to the write: a Tflush either cancelled us above or finds us answered.
-            self.pending.pop(msg.tag, None)
-            self.send(reply)
-            await self.writer.drain()
+            # Without this, outstanding reads whose replies the client never reads would each buffer
+            # up to msize bytes (64 x 1 MiB per connection): a bulk reply holds its slot until drained.
+            async with self.bulk if msg.type in BULK else contextlib.nullcontext():
+                try:
+                    if self.dialect is None:
+                        raise OSError(errno.EPROTO, "version not negotiated")
+                    handler = self.handlers.get(msg.type)
+                    if handler is None:
+                        raise OSError(errno.EOPNOTSUPP, f"{msg.type.name} is not a request")
+                    reply = await handler(msg)
+                except asyncio.CancelledError:
+                    raise  # flushed: no reply
+                except Exception as exc:
+                    reply = self._failure(msg, exc)
+                # No await from here to the write: a Tflush either cancelled us above or finds us answered.
+                self.pending.pop(msg.tag, None)
+                self.send(reply)
+                await self.writer.drain()
         except ConnectionError:
             pass  # the connection closes on its own
         finally:
@@ -611,6 +619,8 @@ class Connection:
     async def refuse(self, msg: Message) -> Message:
         self.fs.refuse(msg.type.name[1:].lower())
 
+
+BULK = (MsgType.TREAD, MsgType.TREADDIR)  # the requests whose replies may be msize long
 
 MUTATIONS = (
     MsgType.TWRITE,
