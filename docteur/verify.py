@@ -70,6 +70,9 @@ class _Checker:
         self.buf = buf
         self.device = device
         self.kinds: dict[bytes, int] = {}
+        # Where each checked object lies: the walk reads them from there, not through the IDX lookup,
+        # which a damaged fan-out table can break for objects that are there.
+        self.offsets: dict[bytes, int] = {}
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)
@@ -137,6 +140,7 @@ class _Checker:
                 self.problem(f"{where}: content does not hash to its id")
                 continue
             self.kinds[oid] = kind
+            self.offsets[oid] = offset
             self.report.objects += 1
 
     @staticmethod
@@ -155,7 +159,7 @@ class _Checker:
         if self.kinds.get(commit) != COMMIT:
             self.problem(f"commit {commit.hex()} named by the header is missing or not a commit")
             return None
-        info = parse_commit(commit.hex(), reader.get(commit)[1])
+        info = parse_commit(commit.hex(), reader.object_at(self.offsets[commit])[1])
         pending = [(bytes.fromhex(info.tree), "/")]
         seen: set[bytes] = set()
         while pending:
@@ -166,7 +170,7 @@ class _Checker:
             if self.kinds.get(tree) != TREE:
                 self.problem(f"tree {tree.hex()} ({path}) is missing or not a tree")
                 continue
-            entries = parse_tree(reader.get(tree)[1])
+            entries = parse_tree(reader.object_at(self.offsets[tree])[1])
             self.report.problems.extend(f"tree {tree.hex()} ({path}): {p}" for p in tree_problems(entries))
             for e in entries:
                 child = path + e.name.decode("utf-8", "backslashreplace")
