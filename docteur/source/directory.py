@@ -71,12 +71,23 @@ def _scan(path: bytes) -> list[os.DirEntry[bytes]]:
         raise SourceError(f"cannot read directory {os.fsdecode(path)}: {e.strerror}") from None
 
 
-def _read(path: bytes) -> bytes:
+def _read(path: bytes, size: int) -> bytes:
+    """The content of a file whose size lstat gave: open, one read, close (buffered I/O costs three more
+    system calls per file, a third of the staging time on many small files)."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            data = os.read(fd, size + 1)  # one byte more: a file that grew since lstat shows it
+            if len(data) != size:  # it changed since lstat, or one read stopped short (over 2 GiB)
+                chunks = [data]
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise SourceError(f"cannot read {os.fsdecode(path)}: {e.strerror}") from None
+    return data
 
 
 class _Stager:
@@ -110,7 +121,7 @@ class _Stager:
             return TreeEntry(item.name, MODE_LINK, self.add(BLOB, target, rel))
         if stat.S_ISREG(st.st_mode):
             mode = MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE
-            return TreeEntry(item.name, mode, self.add(BLOB, _read(item.path), rel))
+            return TreeEntry(item.name, mode, self.add(BLOB, _read(item.path, st.st_size), rel))
         self.warn(f"skipping {os.fsdecode(item.path)}: not a regular file, directory or symlink")
         return None
 
