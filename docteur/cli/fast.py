@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 
 from docteur.cli import commands
 
@@ -22,17 +21,12 @@ def _plain(prog: str, low: int, high: int | None) -> list[str] | None:
     return args
 
 
-def _fallback(name: str) -> None:
-    from docteur.cli import main
-
-    shortcut: Callable[[], None] = getattr(main, name)
-    shortcut()
-
-
 def cat_main() -> None:
     args = _plain("docteur-cat", 2, None)
     if args is None:
-        return _fallback("cat_main")
+        from docteur.cli.main import cat_main as with_typer
+
+        return with_typer()
     commands.cat(args[0], args[1:])
     return None
 
@@ -40,7 +34,9 @@ def cat_main() -> None:
 def ls_main() -> None:
     args = _plain("docteur-ls", 1, 2)
     if args is None:
-        return _fallback("ls_main")
+        from docteur.cli.main import ls_main as with_typer
+
+        return with_typer()
     commands.ls(*args)
     return None
 
@@ -48,6 +44,8 @@ def ls_main() -> None:
 def verify_main() -> None:
     args = _plain("docteur-verify", 1, 1)
     if args is None:
-        return _fallback("verify_main")
+        from docteur.cli.main import verify_main as with_typer
+
+        return with_typer()
     commands.verify(args[0])
     return None

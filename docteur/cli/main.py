@@ -14,7 +14,7 @@ import typer
 
 from docteur.cli import commands
 from docteur.cli.errors import EXIT_CODES, EXIT_USAGE
-from docteur.cli.style import COLOR_CHOICES
+from docteur.cli.style import COLOR_CHOICES, MODE_DIR
 
 # typer 0.28 vendors click; BadParameter's base is click's UsageError whichever click it uses.
 _UsageError: type[Exception] = typer.BadParameter.__bases__[0]
@@ -32,7 +32,7 @@ def _complete_path(ctx: typer.Context, incomplete: str) -> list[str]:
             for name, st in img.scandir(directory):
                 if name.startswith(start):
                     full = f"{directory}/{name}" if directory else name
-                    found.append(full + "/" if st.mode == 0o40000 else full)
+                    found.append(full + "/" if st.mode == MODE_DIR else full)
             return found
     except Exception:  # completion must never print a traceback into the shell
         return []
