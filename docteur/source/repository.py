@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 
 from dulwich.errors import NotGitRepository
 from dulwich.objects import Commit, Tag, Tree
@@ -65,6 +68,36 @@ def _load(repo: Repo, oid: bytes) -> object:
 
 def list_objects(repo: Repo, commit: bytes, history: bool, progress: Progress) -> list[tuple[bytes, bytes]]:
     """Every object the image needs, each once: the commit(s) first, then trees and blobs."""
+    if shutil.which("git") is not None:
+        return _listed_by_git(repo, commit, history)
+    return _listed_by_dulwich(repo, commit, history, progress)
+
+
+def _listed_by_git(repo: Repo, commit: bytes, history: bool) -> list[tuple[bytes, bytes]]:
+    """What `git rev-list --objects` names: the same objects as the walk below, listed in C (a tree of
+    40,000 files took 0.14 s in Python). Submodule commits are skipped there too."""
+    cmd = ["git", f"--git-dir={repo.controldir()}", "rev-list", "--objects"]
+    if not history:
+        cmd.append("--no-walk")
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C"}
+    env.pop("GIT_DIR", None)
+    done = subprocess.run([*cmd, commit.decode(), "--"], capture_output=True, env=env, check=False)
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()
+        raise SourceError(f"cannot list the objects of {commit.decode()}: {reason[-1] if reason else '?'}")
+    listing: list[tuple[bytes, bytes]] = []
+    for line in done.stdout.splitlines():
+        oid, _, path = line.partition(b" ")
+        if _HEX_ID.match(oid):
+            listing.append((oid, path))
+        elif listing:  # rev-list prints names raw: a newline in a name continues the previous line
+            listing[-1] = (listing[-1][0], listing[-1][1] + b"\n" + line)
+    return listing
+
+
+def _listed_by_dulwich(
+    repo: Repo, commit: bytes, history: bool, progress: Progress
+) -> list[tuple[bytes, bytes]]:
     store = repo.object_store
     commits: list[bytes] = []
     pending = [commit]
