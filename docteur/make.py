@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import sys
 import tempfile
 from collections.abc import Callable
@@ -69,6 +71,40 @@ def _snapshot(
     return directory.stage(where.location, when, workdir, progress, warn)
 
 
+def _check_trees(pack: Path, idx: bytes, commit: bytes) -> None:
+    """Refuse a source whose trees the reader would reject ('..', '/', duplicates, bad order or modes).
+
+    Git itself packs such trees (they can be forged with `git hash-object --literally`); an image must
+    never hold one, so every tree reachable from the commit is parsed once here, from the new PACK.
+    """
+    from docteur.git.objects import MODE_DIR, TREE, parse_commit, parse_tree, tree_problems
+    from docteur.idx.reader import PackIndex
+    from docteur.pack.reader import PackReader
+
+    with pack.open("rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    reader = None
+    try:
+        reader = PackReader(memoryview(mm), PackIndex(memoryview(idx)))
+        pending = [bytes.fromhex(parse_commit(commit.hex(), reader.get(commit)[1]).tree)]
+        seen: set[bytes] = set()
+        while pending:
+            tree = pending.pop()
+            if tree in seen:
+                continue
+            seen.add(tree)
+            kind, data = reader.get(tree)
+            entries = parse_tree(data) if kind == TREE else []
+            problems = tree_problems(entries) if kind == TREE else ["not a tree"]
+            if problems:
+                raise SourceError(f"tree {tree.hex()} in the source is malformed: {problems[0]}")
+            pending.extend(e.oid for e in entries if e.mode == MODE_DIR)
+    finally:
+        del reader
+        with contextlib.suppress(BufferError):  # a slice may outlive us in a traceback
+            mm.close()
+
+
 def make(
     source: str,
     output: str | Path,
@@ -88,6 +124,7 @@ def make(
         workdir = Path(scratch)
         snapshot = _snapshot(source, branch, history, when, workdir, progress, warn)
         pack, idx = build_pack(snapshot, workdir, progress.enabled, warn)
+        _check_trees(pack, idx, bytes.fromhex(snapshot.commit.decode()))
         progress.start("writing image")
         size = write_image(output, bytes.fromhex(snapshot.commit.decode()), pack, idx, block_size)
         progress.finish()

@@ -84,22 +84,36 @@ class _Checker:
                 f"but the IDX starts at {sections.idx_offset}"
             )
         pack_end = PACK_OFFSET + sections.pack_length
-        gap = sections.idx_offset - pack_end
-        block = MIN_BLOCK_SIZE
-        while block <= MAX_BLOCK_SIZE and not (sections.idx_offset % block == 0 and 0 <= gap <= block):
-            block <<= 1
-        if block > MAX_BLOCK_SIZE:
-            self.problem(f"IDX offset {sections.idx_offset} is not the PACK's end rounded up to a block")
+        block = self._block_size(pack_end, sections.idx_offset, sections.idx_end)
+        if block is None:
+            self.problem(
+                f"IDX offset {sections.idx_offset} and image size {len(self.buf)} are not the PACK's and the "
+                "IDX's ends rounded up to one block size"
+            )
             block = MIN_BLOCK_SIZE
-        else:
-            self.report.block_size = block
+        self.report.block_size = block
         if not _is_zero(self.buf[pack_end : sections.idx_offset]):
             self.problem("padding between the PACK and the IDX is not all zeros")
-        end = len(self.buf) if not self.device else align(sections.idx_end, block)
-        if not self.device and (end % block or end - sections.idx_end > block):
-            self.problem(f"image size {end} is not the IDX's end rounded up to the block size {block}")
+        end = align(sections.idx_end, block) if self.device else len(self.buf)
         if not _is_zero(self.buf[sections.idx_end : end]):
             self.problem("padding after the IDX is not all zeros")
+
+    def _block_size(self, pack_end: int, idx_offset: int, idx_end: int) -> int | None:
+        """The largest block size the layout agrees with (the size is not recorded in the image).
+
+        The IDX starts at the PACK's end rounded up to a block; a file ends at the IDX's end rounded up
+        (a device may be larger: a VM pads a disk). OCaml docteur added a whole block when already aligned.
+        """
+        found = None
+        block = MIN_BLOCK_SIZE
+        size = len(self.buf)
+        while block <= MAX_BLOCK_SIZE:
+            idx_ok = idx_offset % block == 0 and 0 <= idx_offset - pack_end <= block
+            size_ok = self.device or (size % block == 0 and 0 <= size - idx_end <= block)
+            if idx_ok and size_ok:
+                found = block
+            block <<= 1
+        return found
 
     def checksums(self, pack: memoryview, index: PackIndex) -> None:
         version, count = struct.unpack_from(">II", pack, 4)

@@ -218,3 +218,32 @@ def test_ssh_url_without_server_environment_names_the_host(make_image) -> None:
 def test_remote_images_are_reproducible(make_image, daemon: GitDaemon) -> None:
     url = daemon.url("repo.git")
     assert make_image(url, history=True).read_bytes() == make_image(url, history=True).read_bytes()
+
+
+@pytest.mark.parametrize("bad_name", [b"..", b".", b"a/b"])
+def test_a_repository_with_a_forged_tree_is_refused(make_image, tmp_path: Path, bad_name: bytes) -> None:
+    repo = tmp_path / "forged.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+
+    def git(*args: str, data: bytes = b"") -> str:
+        out = subprocess.run(
+            ["git", "--git-dir", str(repo), *args], input=data, capture_output=True, check=True
+        )
+        return out.stdout.decode().strip()
+
+    blob = git("hash-object", "-w", "--stdin", data=b"payload")
+    tree = git(
+        "hash-object",
+        "-w",
+        "--literally",
+        "-t",
+        "tree",
+        "--stdin",
+        data=b"100644 " + bad_name + b"\0" + bytes.fromhex(blob),
+    )
+    commit = git("commit-tree", tree, "-m", "forged")
+    git("update-ref", "refs/heads/main", commit)
+    git("symbolic-ref", "HEAD", "refs/heads/main")
+    with pytest.raises(SourceError, match=f"tree {tree} in the source is malformed"):
+        make_image(repo)
+    assert list(tmp_path.glob("image-*")) == []

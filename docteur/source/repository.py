@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 
-from dulwich.errors import NotGitRepository
+from dulwich.errors import NotGitRepository, ObjectFormatException
 from dulwich.objects import Commit, Tag, Tree
 from dulwich.repo import Repo
 
@@ -64,6 +64,8 @@ def _load(repo: Repo, oid: bytes) -> object:
         return repo.object_store[oid]
     except KeyError:
         raise SourceError(f"object {oid.decode()} is missing from the repository") from None
+    except ObjectFormatException as e:
+        raise SourceError(f"object {oid.decode()} is malformed: {e}") from None
 
 
 def list_objects(repo: Repo, commit: bytes, history: bool, progress: Progress) -> list[tuple[bytes, bytes]]:
