@@ -23,6 +23,10 @@ def _print_json(document: object) -> None:
     print(json.dumps(document, indent=2))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def make(
     source: str,
     image: str,
@@ -34,9 +38,15 @@ def make(
     quiet: bool = False,
 ) -> None:
     with one_line_errors("docteur-make"):
+        import signal
+
         from docteur.make import make as run
         from docteur.make import parse_date
 
+        # A terminated make (kill, timeout, a closed terminal) unwinds like Ctrl-C: the temporary image
+        # beside the target and the scratch directory are removed, and git pack-objects is stopped.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt)
         when = parse_date(date) if date is not None else None
         run(source, image, branch=branch, block_size=block_size, date=when, history=history, quiet=quiet)
 
