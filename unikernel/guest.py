@@ -119,19 +119,20 @@ def run_mounted(
     cmd: str,
     version: str = "9p2000.L",
     *,
+    options: str = "",
     timeout: float = 120.0,
     accel: str | None = None,
     log: str | os.PathLike[str] | None = None,
 ) -> Run:
     """Boot, mount the 9P server listening on SOCKET_PATH at /mnt (read-only), run the shell command CMD.
 
-    The result unpacks as ``rc, stdout``; CMD's stderr is in ``.stderr``. If the mount itself fails, rc is
-    125 and ``.error`` says why.
+    OPTIONS are more mount options (e.g. "aname=/srv,cache=loose"). The result unpacks as ``rc, stdout``;
+    CMD's stderr is in ``.stderr``. If the mount itself fails, rc is 125 and ``.error`` says why.
     """
     if not Path(socket_path).exists():
         raise GuestError(f"{socket_path}: no 9P server listening there")
     chardev = f"socket,id=p9,path={_escape(os.fspath(socket_path))}"
-    extra = {"docteur_version": version}
+    extra = {"docteur_version": version, "docteur_options": _b64(options)}
     return boot("mount", cmd, console=chardev, extra=extra, timeout=timeout, accel=accel, log=log)
 
 
@@ -245,10 +246,9 @@ def _qemu_argv(
             raise GuestError(f"{product} is missing: run `make -C unikernel`")
     if shutil.which(QEMU) is None:
         raise GuestError(f"{QEMU} not found: install qemu-system-x86")
-    encoded = base64.b64encode(os.fsencode(arg)).decode()
-    if len(encoded) > MAX_ARG:
-        raise GuestError(f"argument too long for the kernel command line ({len(arg)} bytes)")
-    params = {"docteur_mode": mode, "docteur_arg": encoded, **extra}
+    params = {"docteur_mode": mode, "docteur_arg": _b64(arg), **extra}
+    if sum(map(len, params.values())) > MAX_ARG:
+        raise GuestError(f"arguments too long for the kernel command line: {arg[:60]!r}...")
     append = " ".join([*KERNEL_ARGS, *(f"{k}={v}" for k, v in params.items())])
     serial = os.fspath(log) if log is not None else os.fspath(ports / "serial.log")
     argv = [
@@ -277,6 +277,11 @@ def _qemu_argv(
         argv += ["-chardev", f"file,id={name},path={path}"]
         argv += ["-device", f"virtserialport,bus=v0.0,chardev={name},name={name},nr={nr}"]
     return argv
+
+
+def _b64(text: str) -> str:
+    # Any bytes (spaces, quotes, non-UTF-8 names) survive the kernel command line this way.
+    return base64.b64encode(os.fsencode(text)).decode()
 
 
 def _escape(value: str) -> str:

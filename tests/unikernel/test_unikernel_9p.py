@@ -102,6 +102,12 @@ def test_writes_fail_read_only(served: Path, source_tree: Tree) -> None:
     assert run.stdout.decode().split() == [readme, "/mnt/README.md", str(top)]
 
 
+def test_failed_mount_is_reported(served: Path) -> None:
+    run = guest.run_mounted(served, "echo mounted", version="9p2000.X")
+    assert (run.rc, run.stdout) == (125, b"")
+    assert "mount" in run.error
+
+
 def test_mount_reports_a_server_that_is_gone(tmp_path: Path) -> None:
     with pytest.raises(guest.GuestError, match="no 9P server"):
         guest.run_mounted(tmp_path / "absent.sock", "true")
