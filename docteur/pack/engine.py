@@ -135,7 +135,14 @@ def pack_with_git(snapshot: Snapshot, workdir: Path, show_progress: bool) -> tup
         _pack_objects(snapshot, group, prefix, show_progress and n == 0)
         for n, (group, prefix) in enumerate(zip(groups, prefixes, strict=True))
     ]
-    packs = [_finish(proc, prefix) for proc, prefix in zip(procs, prefixes, strict=True)]
+    try:
+        packs = [_finish(proc, prefix) for proc, prefix in zip(procs, prefixes, strict=True)]
+    finally:
+        # On an error or an interrupt, no git may go on writing into the scratch directory being removed.
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
     return packs[0] if len(packs) == 1 else _concatenate(packs, workdir / "image.pack")
 
 
