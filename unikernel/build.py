@@ -203,7 +203,10 @@ def stage_init(root: Path) -> None:
 def smoke_test(root: Path) -> None:
     """Import the entry point in the staged tree: a missing library or module fails the build, not a boot."""
     code = "import docteur.guest, datrie, mmap, zlib"
-    run("/usr/sbin/chroot", root, "/usr/bin/python3", "-S", "-c", code, env={"PATH": "/bin:/usr/bin"})
+    # The staged loader, libraries and stdlib only, as in the guest (no chroot: no root needed).
+    libs = root / "lib/x86_64-linux-gnu"
+    python = (libs / "ld-linux-x86-64.so.2", "--library-path", libs, root / "usr/bin/python3.11")
+    run(*python, "-S", "-c", code, cwd=root, env={"PYTHONHOME": str(root / "usr")})
 
 
 def pack_initramfs(root: Path) -> None:
