@@ -126,3 +126,12 @@ def test_host_client_reads_through_the_guest_server(guest_server: Path, source_t
         for path, (mode, content) in source_tree.items():
             if mode != DIR:  # a symlink reads as its target
                 assert client.read(path) == content, path
+
+
+def test_a_guest_mounts_what_a_guest_serves(guest_server: Path, source_tree: Tree) -> None:
+    # The kernel's 9P client in one guest, the docteur server in another, a unix socket between them.
+    rc, out = guest.run_mounted(guest_server, "sha256sum /mnt/big.bin; cat /mnt/a/b/c/deep.txt")
+    assert rc == 0
+    digest, _, rest = out.partition(b"  /mnt/big.bin\n")
+    assert digest.decode() == hashlib.sha256(source_tree[b"big.bin"][1]).hexdigest()
+    assert rest == source_tree[b"a/b/c/deep.txt"][1]
