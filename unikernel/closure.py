@@ -10,6 +10,7 @@ to /usr/lib/python311.zip, which is on the interpreter's default path.
 
 from __future__ import annotations
 
+import _imp
 import importlib.util
 import marshal
 import modulefinder
@@ -51,7 +52,7 @@ def main(out: str, repo: str, *extra: str) -> None:
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
         for name, mod in sorted(finder.modules.items()):
             path = mod.__file__
-            if path is None:  # built into the interpreter
+            if path is None or _imp.is_frozen(name):  # inside the interpreter's binary already
                 continue
             if path.endswith(".py"):
                 arc = name.replace(".", "/") + ("/__init__.pyc" if mod.__path__ else ".pyc")
