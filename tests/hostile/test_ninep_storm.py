@@ -1,0 +1,60 @@
+"""A running docteur-serve under hostile 9P traffic stays up, stays small and keeps answering right.
+
+The scaled-down storm of `make fuzz`: some thousand malformed or hostile frames and hundreds of
+connections, while a well-behaved client on its own connection checks every answer it gets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ninep.client import Client
+from ninep.sample import DATE, SAMPLE
+from trees import write_tree
+
+from docteur.make import make, parse_date
+
+from .storm import serving, storm
+
+SEED = 9
+FRAMES = 1500
+CONNECTIONS = 300
+MAX_FIDS = 500
+RSS_GROWTH_MIB = 64  # bulk replies are bounded per connection; fids by --max-fids
+
+
+@pytest.fixture(scope="module")
+def sample_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("storm")
+    write_tree(root / "src", SAMPLE)
+    make(str(root / "src"), root / "sample.img", date=parse_date(DATE), quiet=True)
+    return root / "sample.img"
+
+
+def test_the_server_survives_a_storm(sample_image: Path, tmp_path: Path) -> None:
+    sock, log = tmp_path / "9p.sock", tmp_path / "serve.log"
+    with serving(sample_image, sock, log, "--max-fids", str(MAX_FIDS)) as proc:
+        report = storm(
+            str(sock),
+            proc.pid,
+            SAMPLE,
+            seed=SEED,
+            frames=FRAMES,
+            connections=CONNECTIONS,
+            max_fids=MAX_FIDS,
+            big=b"big.bin",
+        )
+        print(report.summary())
+        assert proc.poll() is None, "the server died"
+        with Client(str(sock), timeout=10) as after:  # a new session, after it all
+            after.version("9P2000.L")
+            after.attach()
+            assert after.read("README.md") == SAMPLE[b"README.md"][1]
+    assert report.frames >= FRAMES and report.connections >= CONNECTIONS
+    assert report.attacks["fid_exhaustion"] == 1 and len(report.attacks) >= 10
+    assert not report.good_errors, report.good_errors
+    assert report.good_ops > 100
+    assert report.rss_peak_kb - report.rss_start_kb < RSS_GROWTH_MIB << 10, report.summary()
+    text = log.read_text()
+    assert "Traceback" not in text and "Task exception" not in text, text[-2000:]
