@@ -61,7 +61,7 @@ def _value(value: float | None, unit: str) -> str:
         return f"{value:.1f} {unit}"
     if unit == "MB":
         return f"{value:.2f} MB"
-    return f"{value:g} {unit}"
+    return f"{value:.3g} {unit}".rstrip()
 
 
 def render(rows: list[Row]) -> str:

@@ -297,7 +297,7 @@ class Image:
         root = self._layout.lookup(start)
         if not is_dir(root.mode):
             raise NotADirectoryError(errno.ENOTDIR, "Not a directory", shown(start))
-        index = self._pack.index
+        find, offset = self._pack.index.find, self._pack.index.offset  # bound once: the loop is hot
         batch: list[tuple[int, int, bytes, bytes]] = []  # (PACK offset, IDX position, id, path)
         # Tree ids above each pending directory: a forged tree that contains itself is an error.
         pending: list[tuple[bytes, bytes, frozenset[bytes]]] = []
@@ -308,10 +308,10 @@ class Image:
             prefix = path + b"/" if path else b""
             for child in reversed(self._tree_entries(oid)):
                 if child.mode in _FILE_MODES:
-                    i = index.find(child.oid)
+                    i = find(child.oid)
                     if i < 0:
                         raise CorruptImageError(f"blob {child.oid.hex()} is missing from the image")
-                    batch.append((index.offset(i), i, child.oid, prefix + child.name))
+                    batch.append((offset(i), i, child.oid, prefix + child.name))
                 elif child.mode == MODE_DIR:
                     if child.oid in ancestors:
                         raise CorruptImageError(f"tree {child.oid.hex()} contains itself")
@@ -323,12 +323,12 @@ class Image:
     def _read_batch(self, batch: list[tuple[int, int, bytes, bytes]]) -> Iterator[tuple[str, bytes]]:
         batch.sort()
         get_at = self._pack.get_at
-        for _, i, oid, path in batch:
+        for at, i, oid, path in batch:
             # Not kept in the cache: a single pass would only evict what repeated reads use.
-            kind, data = get_at(i, oid, False)
+            kind, data = get_at(i, oid, False, at)
             if kind != BLOB:
                 raise CorruptImageError(f"{shown(path)}: object {oid.hex()} should be a blob")
-            yield _name(path), data
+            yield path.decode("utf-8", "surrogateescape"), data
 
     # -- commit --------------------------------------------------------------------------------------
 

@@ -34,22 +34,31 @@ _ONE_SHOT = 16 << 10
 
 
 class ObjectCache:
-    """A least-recently-used cache of inflated objects, bounded by their total size in bytes."""
+    """A least-recently-used cache of inflated objects, bounded by their total size in bytes, and one slot
+    for the last object too large for it: in PACK order a large file's deltas follow their base, which
+    would otherwise be inflated again for each (memory: `max_bytes` plus that one object)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.size = 0
         self._items: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
+        self._large: tuple[int, tuple[int, bytes]] | None = None
 
     def get(self, key: int) -> tuple[int, bytes] | None:
         item = self._items.get(key)
         if item is not None:
             self._items.move_to_end(key)
+        elif self._large is not None and self._large[0] == key:
+            return self._large[1]
         return item
 
-    def put(self, key: int, item: tuple[int, bytes]) -> None:
+    def put(self, key: int, item: tuple[int, bytes], keep: bool = True) -> None:
+        """Cache `item`; unless `keep`, only if it is too large for the LRU (it then takes the slot)."""
         cost = len(item[1]) + _ENTRY_OVERHEAD
-        if cost > self.max_bytes // 4 or key in self._items:
+        if cost > self.max_bytes // 4:
+            self._large = (key, item)
+            return
+        if not keep or key in self._items:
             return
         self._items[key] = item
         self.size += cost
@@ -191,8 +200,7 @@ class PackReader:
             kind, size, pos, base = self.entry_header(at)
             if base is None:
                 item = (kind, self.inflate(pos, size))
-                if chain or keep:
-                    cache.put(at, item)
+                cache.put(at, item, keep or bool(chain))
                 break
             if at in seen or len(chain) >= MAX_CHAIN:
                 raise CorruptImageError(f"delta chain at {offset} loops or is too deep")
@@ -206,8 +214,7 @@ class PackReader:
         kind, data = item
         for at, size, pos in reversed(chain):
             data = apply_delta(data, self.inflate(pos, size), self.max_object_size)
-            if at != offset or keep:
-                cache.put(at, (kind, data))
+            cache.put(at, (kind, data), keep or at != offset)
         return kind, data
 
     def get(self, oid: bytes) -> tuple[int, bytes]:
@@ -217,9 +224,10 @@ class PackReader:
             raise KeyError(oid.hex())
         return self.get_at(i, oid)
 
-    def get_at(self, i: int, oid: bytes, keep: bool = True) -> tuple[int, bytes]:
-        """(type, content) of the object at IDX position `i`, which the IDX names `oid`."""
-        kind, data = self.object_at(self.index.offset(i), keep)
+    def get_at(self, i: int, oid: bytes, keep: bool = True, offset: int = -1) -> tuple[int, bytes]:
+        """(type, content) of the object at IDX position `i`, which the IDX names `oid` (and whose PACK
+        offset is `offset`, when the caller has it already)."""
+        kind, data = self.object_at(offset if offset >= 0 else self.index.offset(i), keep)
         byte, bit = i >> 3, 1 << (i & 7)
         if not self._verified[byte] & bit:
             if object_id(kind, data) != oid:
