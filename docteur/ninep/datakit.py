@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import threading
 
 from docteur.errors import CorruptImageError
 from docteur.fs.image import Image
@@ -38,10 +37,9 @@ def _missing(path: str) -> FileNotFoundError:
 
 class DatakitFS(ReadOnlyFS):
     def __init__(self, img: Image) -> None:
+        super().__init__(img.info.commit_time)
         self.img = img
-        self.mtime = img.info.commit_time
-        self.lock = threading.Lock()  # one for every reader of the image: its caches are not shared-safe
-        self.head = TreeFS(img, prefix="ro", lock=self.lock)
+        self.head = TreeFS(img, prefix="ro", lock=self.lock)  # one lock for every reader of the image
 
     # -- routing: which part of the namespace a node belongs to --------------------------------------
 

@@ -11,7 +11,7 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import BinaryIO, NoReturn, Protocol, final
+from typing import NoReturn, Protocol, final
 
 # Git modes, the only modes a tree holds.
 GIT_DIR = 0o40000
@@ -52,7 +52,8 @@ def child_path(parent: Node, name: str) -> str:
 
 
 class Handle(Protocol):
-    """An opened file; ``read`` may be called from several threads at once."""
+    """An opened file; ``read`` may be called from several threads at once. Reads of a BytesHandle are
+    served from the event loop, reads of any other handle in worker threads."""
 
     def read(self, offset: int, count: int) -> bytes: ...
 
@@ -67,19 +68,6 @@ class BytesHandle:
         return self._data[offset : offset + count]
 
 
-class StreamHandle:
-    """A handle over a seekable stream; the lock keeps seek and read of concurrent requests together."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def read(self, offset: int, count: int) -> bytes:
-        with self._lock:
-            self._stream.seek(offset)
-            return self._stream.read(count)
-
-
 @dataclass(frozen=True, slots=True)
 class FsStat:
     """What statfs reports: sizes in blocks of ``bsize`` bytes, a file count and an id."""
@@ -91,14 +79,18 @@ class FsStat:
 
 
 class ReadOnlyFS(ABC):
-    """A read-only tree. Methods may block (they run in worker threads) and may be called concurrently.
+    """A read-only tree. Errors are the built-in ones: FileNotFoundError, NotADirectoryError,
+    IsADirectoryError, or an OSError carrying an errno.
 
-    Errors are the built-in ones: FileNotFoundError, NotADirectoryError, IsADirectoryError, or an
-    OSError carrying an errno.
+    Methods hold ``lock`` while they work. The server calls them from its event loop when it can take
+    the lock at once and the work is small, and from worker threads otherwise (big files, a busy lock),
+    so a method must not wait on anything but the lock.
     """
 
-    #: The one timestamp every file carries (the commit time), in seconds since the epoch.
-    mtime: int = 0
+    def __init__(self, mtime: int, lock: threading.RLock | None = None) -> None:
+        #: The one timestamp every file carries (the commit time), in seconds since the epoch.
+        self.mtime = mtime
+        self.lock = lock or threading.RLock()
 
     @abstractmethod
     def root(self) -> Node: ...

@@ -14,19 +14,18 @@ import hashlib
 import logging
 import os
 import stat as st
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
 from docteur.ninep import wire
-from docteur.ninep.fs import GIT_EXEC, FsStat, Handle, Node, ReadOnlyFS
+from docteur.ninep.fs import GIT_EXEC, BytesHandle, FsStat, Handle, Node, ReadOnlyFS
 from docteur.ninep.wire import Dialect, Message, MsgType, Qid
 
 log = logging.getLogger("docteur.ninep")
 
-T = TypeVar("T")
-
+INLINE_BYTES = 256 << 10  # files up to this size open in the event loop, larger ones in workers
 MIN_MSIZE = 4096  # Linux refuses less, and a stat record must fit
 RREAD_HEADER = wire.HEADER_SIZE + 4  # Rread and Rreaddir: header + count[4]
 V9FS_MAGIC = 0x01021997
@@ -48,6 +47,20 @@ class Limits:
     max_connections: int = 64
     max_outstanding: int = 64  # requests in flight per connection
     max_bulk: int = 2  # reads (replies up to msize) built or waiting for the client, per connection
+
+
+class Call:
+    """A filesystem call a handler yields: ``heavy`` ones (big files, blocking handles) go to a worker."""
+
+    __slots__ = ("args", "fn", "heavy")
+
+    def __init__(self, fn: Callable[..., Any], *args: object, heavy: bool = False) -> None:
+        self.fn, self.args, self.heavy = fn, args, heavy
+
+
+# A handler that calls the filesystem is a generator: it yields each Call, gets its result back, and
+# returns the reply. The server runs it in the event loop or in a task, as its calls allow.
+Work = Generator[Call, Any, Message]
 
 
 class Fid:
@@ -202,7 +215,7 @@ class Connection:
         self.requests = 0
         self.closed = asyncio.Event()
         self._reading: asyncio.Task[None] | None = None
-        self.handlers: dict[MsgType, Callable[[Message], Awaitable[Message]]] = {
+        self.handlers: dict[MsgType, Callable[[Message], Message | Work]] = {
             MsgType.TAUTH: self.auth,
             MsgType.TATTACH: self.attach,
             MsgType.TWALK: self.walk,
@@ -282,7 +295,7 @@ class Connection:
             self.slots.release()
             return False
         else:
-            self.pending[msg.tag] = asyncio.create_task(self.serve(msg))
+            self.start(msg)
             return True
         self.slots.release()
         return True
@@ -291,19 +304,66 @@ class Connection:
         log.debug("%s: %r", self.peer, reply)
         self.writer.write(wire.encode(reply, self.dialect or Dialect.P9))
 
-    async def serve(self, msg: Message) -> None:
+    def start(self, msg: Message) -> None:
+        """Serve a request right away when nothing in it must wait; else go on in a task."""
+        try:
+            if self.dialect is None:
+                raise OSError(errno.EPROTO, "version not negotiated")
+            handler = self.handlers.get(msg.type)
+            if handler is None:
+                raise OSError(errno.EOPNOTSUPP, f"{msg.type.name} is not a request")
+            result = handler(msg)
+            if not isinstance(result, Message):
+                step = self._advance(result)
+                if isinstance(step, Call):
+                    self.pending[msg.tag] = asyncio.create_task(self.finish(msg, result, step))
+                    return
+                result = step
+        except Exception as exc:
+            result = self._failure(msg, exc)
+        self.send(result)
+        self.slots.release()
+
+    def _advance(self, work: Work, value: object = None, error: Exception | None = None) -> Message | Call:
+        """Run a handler on, doing its filesystem calls here while they are small and the filesystem is
+        free (a trip to a worker thread costs more than most calls); stop at the first one that is not."""
+        lock = self.fs.lock
+        while True:
+            try:
+                call = work.throw(error) if error is not None else work.send(value)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if call.heavy or not lock.acquire(blocking=False):
+                return call
+            value, error = None, None
+            try:
+                value = call.fn(*call.args)
+            except Exception as exc:
+                error = exc
+            finally:
+                lock.release()
+
+    async def finish(self, msg: Message, work: Work, call: Call) -> None:
+        """Go on with a request in worker threads; the loop goes on serving meanwhile."""
+        loop = asyncio.get_running_loop()
         try:
             # Without this, outstanding reads whose replies the client never reads would each buffer
             # up to msize bytes (64 x 1 MiB per connection): a bulk reply holds its slot until drained.
             async with self.bulk if msg.type in BULK else contextlib.nullcontext():
                 try:
-                    if self.dialect is None:
-                        raise OSError(errno.EPROTO, "version not negotiated")
-                    handler = self.handlers.get(msg.type)
-                    if handler is None:
-                        raise OSError(errno.EOPNOTSUPP, f"{msg.type.name} is not a request")
-                    reply = await handler(msg)
+                    step: Message | Call = call
+                    while isinstance(step, Call):
+                        value, error = None, None
+                        try:
+                            value = await loop.run_in_executor(self.server.pool, step.fn, *step.args)
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception as exc:
+                            error = exc
+                        step = self._advance(work, value, error)
+                    reply = step
                 except asyncio.CancelledError:
+                    work.close()
                     raise  # flushed: no reply
                 except Exception as exc:
                     reply = self._failure(msg, exc)
@@ -324,10 +384,6 @@ class Connection:
         else:
             log.debug("%s: %s: %s", self.peer, msg.type.name, os.strerror(code))
         return error_reply(self.dialect, msg.tag, code)
-
-    async def call(self, fn: Callable[..., T], *args: object) -> T:
-        """Run a filesystem call in a worker thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.server.pool, fn, *args)
 
     # -- session ------------------------------------------------------------------------------------
 
@@ -351,15 +407,15 @@ class Connection:
             task.cancel()
         self.send(Message(MsgType.RFLUSH, msg.tag))
 
-    async def auth(self, msg: Message) -> Message:
+    def auth(self, msg: Message) -> Message:
         raise OSError(errno.EOPNOTSUPP, "authentication not required")
 
-    async def attach(self, msg: Message) -> Message:
+    def attach(self, msg: Message) -> Work:
         if msg.num("afid") != wire.NOFID:
             raise OSError(errno.EBADF, "no authentication fid exists")
         fid = msg.num("fid")
         self._check_new_fid(fid)
-        root = await self.call(self.fs.root)
+        root = yield Call(self.fs.root)
         self.fids[fid] = Fid((root,))
         return Message(MsgType.RATTACH, msg.tag, qid=self.qid(root))
 
@@ -383,13 +439,13 @@ class Connection:
         assert self.dialect is not None
         return qid_of(node, self.dialect)
 
-    async def walk(self, msg: Message) -> Message:
+    def walk(self, msg: Message) -> Work:
         fid = self.fid(msg)
         newfid, names = msg.num("newfid"), msg.names("wnames")
         self._check_new_fid(newfid, replacing=msg.num("fid"))
         if len(names) > wire.MAXWELEM:
             raise OSError(errno.EINVAL, "too many names in walk")
-        chains = await self.call(self._walk, fid.chain, names) if names else []
+        chains = (yield Call(self._walk, fid.chain, names)) if names else []
         if len(chains) == len(names):
             self.fids[newfid] = Fid(chains[-1] if chains else fid.chain)
         return Message(MsgType.RWALK, msg.tag, qids=[self.qid(chain[-1]) for chain in chains])
@@ -416,7 +472,7 @@ class Connection:
             raise FileNotFoundError(errno.ENOENT, "bad name")
         return (*chain, self.fs.lookup(chain[-1], raw.decode("utf-8", "surrogateescape")))
 
-    async def clunk(self, msg: Message) -> Message:
+    def clunk(self, msg: Message) -> Message:
         self.fid(msg)
         del self.fids[msg.num("fid")]
         return Message(MsgType.RCLUNK, msg.tag)
@@ -426,7 +482,7 @@ class Connection:
     def iounit(self) -> int:
         return self.msize - wire.IOHDRSZ
 
-    async def open(self, msg: Message) -> Message:
+    def open(self, msg: Message) -> Work:
         fid = self.fid(msg)
         if msg.type is MsgType.TLOPEN:
             flags = msg.num("flags")
@@ -439,7 +495,7 @@ class Connection:
         if fid.opened:
             raise OSError(errno.EBADF, "fid already open")
         node = fid.node
-        handle = None if node.is_dir else await self.call(self.fs.open, node)
+        handle = None if node.is_dir else (yield Call(self.fs.open, node, heavy=node.size > INLINE_BYTES))
         fid.opened, fid.handle = True, handle
         kind = MsgType.RLOPEN if msg.type is MsgType.TLOPEN else MsgType.ROPEN
         return Message(kind, msg.tag, qid=self.qid(node), iounit=self.iounit())
@@ -450,23 +506,24 @@ class Connection:
             raise OSError(errno.EBADF, "fid not open")
         return fid
 
-    async def read(self, msg: Message) -> Message:
+    def read(self, msg: Message) -> Work:
         fid = self._opened(msg)
         offset, count = msg.num("offset"), min(msg.num("count"), self.msize - RREAD_HEADER)
         if fid.xattr:
             data = b""
         elif fid.handle is not None:
-            data = await self.call(fid.handle.read, offset, count)
+            heavy = not isinstance(fid.handle, BytesHandle)
+            data = yield Call(fid.handle.read, offset, count, heavy=heavy)
         elif self.dialect is Dialect.L:
             raise IsADirectoryError(errno.EISDIR, "use Treaddir")
         else:
-            data = await self._dir_records(fid, offset, count)
+            data = yield from self._dir_records(fid, offset, count)
         return Message(MsgType.RREAD, msg.tag, data=data)
 
-    async def _dir_records(self, fid: Fid, offset: int, count: int) -> bytes:
+    def _dir_records(self, fid: Fid, offset: int, count: int) -> Generator[Call, Any, bytes]:
         """Whole stat records from byte ``offset`` of the directory's stream (9P2000, .u)."""
         if fid.records is None:
-            fid.records = await self.call(self._stat_records, fid.node)
+            fid.records = yield Call(self._stat_records, fid.node)
             fid.starts = [0]
             for record in fid.records:
                 fid.starts.append(fid.starts[-1] + len(record))
@@ -479,12 +536,12 @@ class Connection:
         assert self.dialect is not None
         return [wire.encode_stat(self._stat(child), self.dialect) for child in self.fs.entries(node)]
 
-    async def readdir(self, msg: Message) -> Message:
+    def readdir(self, msg: Message) -> Work:
         fid = self._opened(msg)
         if not fid.node.is_dir or fid.xattr:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory")
         if fid.dirents is None:
-            fid.dirents = await self.call(self._dirents, fid.chain)
+            fid.dirents = yield Call(self._dirents, fid.chain)
         offset, count = msg.num("offset"), min(msg.num("count"), self.msize - RREAD_HEADER)
         return Message(MsgType.RREADDIR, msg.tag, data=_fill(fid.dirents, offset, count))
 
@@ -499,14 +556,14 @@ class Connection:
             for i, (name, child) in enumerate(listing)
         ]
 
-    async def readlink(self, msg: Message) -> Message:
+    def readlink(self, msg: Message) -> Work:
         node = self.fid(msg).node
         if not node.is_link:
             raise OSError(errno.EINVAL, "not a symbolic link")
-        target = await self.call(self.fs.readlink, node)
+        target = yield Call(self.fs.readlink, node)
         return Message(MsgType.RREADLINK, msg.tag, target=_encoded(target))
 
-    async def xattrwalk(self, msg: Message) -> Message:
+    def xattrwalk(self, msg: Message) -> Message:
         fid = self.fid(msg)
         if msg.text("name"):
             raise OSError(errno.ENODATA, "no extended attributes")
@@ -517,7 +574,7 @@ class Connection:
 
     # -- attributes ---------------------------------------------------------------------------------
 
-    async def getattr(self, msg: Message) -> Message:
+    def getattr(self, msg: Message) -> Message:
         node = self.fid(msg).node
         size = 0 if node.is_dir else node.size
         t = self.fs.mtime
@@ -546,9 +603,9 @@ class Connection:
             data_version=0,
         )
 
-    async def stat(self, msg: Message) -> Message:
+    def stat(self, msg: Message) -> Work:
         node = self.fid(msg).node
-        return Message(MsgType.RSTAT, msg.tag, stat=await self.call(self._stat, node))
+        return Message(MsgType.RSTAT, msg.tag, stat=(yield Call(self._stat, node)))
 
     def _stat(self, node: Node) -> wire.Stat:
         """The 9P2000 (.u) stat record of a node; symlinks exist only in .u."""
@@ -569,9 +626,9 @@ class Connection:
         target = _encoded(self.fs.readlink(node)) if node.is_link else b""
         return wire.Stat(*fields, target, self.server.uid, self.server.gid, self.server.uid)
 
-    async def statfs(self, msg: Message) -> Message:
+    def statfs(self, msg: Message) -> Work:
         self.fid(msg)
-        info: FsStat = await self.call(self.fs.statfs)
+        info: FsStat = yield Call(self.fs.statfs)
         return Message(
             MsgType.RSTATFS,
             msg.tag,
@@ -588,35 +645,35 @@ class Connection:
 
     # -- what changes nothing, and what would -------------------------------------------------------
 
-    async def fsync(self, msg: Message) -> Message:
+    def fsync(self, msg: Message) -> Message:
         self.fid(msg)
         return Message(MsgType.RFSYNC, msg.tag)  # nothing is ever dirty
 
-    async def lock(self, msg: Message) -> Message:
+    def lock(self, msg: Message) -> Message:
         # A shared lock excludes only writers, and there are none: grant it (SQLite reads need it).
         self.fid(msg)
         if msg.num("type") not in (LOCK_RDLCK, LOCK_UNLCK):
             self.fs.refuse("write lock")
         return Message(MsgType.RLOCK, msg.tag, status=LOCK_SUCCESS)
 
-    async def getlock(self, msg: Message) -> Message:
+    def getlock(self, msg: Message) -> Message:
         self.fid(msg)
         fields = {k: msg.args[k] for k in ("start", "length", "proc_id", "client_id")}
         return Message(MsgType.RGETLOCK, msg.tag, type=LOCK_UNLCK, **fields)
 
-    async def wstat(self, msg: Message) -> Message:
+    def wstat(self, msg: Message) -> Message:
         # A stat of all "don't touch" values is how 9P2000 says fsync: allowed, it changes nothing.
         self.fid(msg)
         if msg.stat() != _blank_stat(self.dialect):
             self.fs.refuse("wstat")
         return Message(MsgType.RWSTAT, msg.tag)
 
-    async def remove(self, msg: Message) -> Message:
+    def remove(self, msg: Message) -> Message:
         # Tremove clunks the fid even when the remove fails.
         self.fids.pop(msg.num("fid"), None)
         self.fs.refuse("remove")
 
-    async def refuse(self, msg: Message) -> Message:
+    def refuse(self, msg: Message) -> Message:
         self.fs.refuse(msg.type.name[1:].lower())
 
 

@@ -24,14 +24,13 @@ class TreeFS(ReadOnlyFS):
     """The commit's tree, optionally shown under ``prefix`` (the datakit layout mounts it at 'ro').
 
     The reader's caches are not meant for concurrent use: ``lock`` (shared with whoever else reads the
-    same image) serialises the calls, while the event loop stays free.
+    same image) serialises the calls.
     """
 
-    def __init__(self, img: Image, *, prefix: str = "", lock: threading.Lock | None = None) -> None:
+    def __init__(self, img: Image, *, prefix: str = "", lock: threading.RLock | None = None) -> None:
+        super().__init__(img.info.commit_time, lock)
         self.img = img
-        self.mtime = img.info.commit_time
         self.prefix = prefix
-        self.lock = lock or threading.Lock()
 
     def inner(self, path: str) -> str:
         """The path in the image of a path of this view."""

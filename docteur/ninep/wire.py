@@ -199,8 +199,15 @@ class Message:
         return hash((self.type, self.tag))
 
     def __repr__(self) -> str:
-        fields = " ".join(f"{k}={v!r}" for k, v in self.args.items())
+        fields = " ".join(f"{k}={_shown(v)}" for k, v in self.args.items())
         return f"<{self.type.name} tag={self.tag} {fields}>"
+
+
+def _shown(value: Value) -> str:
+    """A field for logs: data is summed up by its length."""
+    if isinstance(value, bytes) and len(value) > 64:
+        return f"<{len(value)} bytes>"
+    return repr(value)
 
 
 # Field codes: b u8, w u16, d u32, q u64, s string, Q qid, D counted data (u32), W names (u16 count),
@@ -315,6 +322,38 @@ def layout(dialect: Dialect, type: MsgType) -> Layout:
     return LAYOUTS[dialect][type]
 
 
+_FIXED = {"b": "B", "w": "H", "d": "I", "q": "Q", "Q": "BIQ"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Consecutive fixed-size fields (integers, qids), packed and unpacked by one struct call."""
+
+    struct: struct.Struct
+    fields: Layout
+
+
+_Segment = _Run | tuple[str, str]  # or one variable-size field: (name, code)
+
+
+def _compile(fields: Layout) -> tuple[tuple[_Segment, ...], frozenset[str]]:
+    segments: list[_Segment] = []
+    run: list[tuple[str, str]] = []
+    for name, code in (*fields, ("", "")):  # a sentinel ends the last run
+        if code in _FIXED and code:
+            run.append((name, code))
+            continue
+        if run:
+            segments.append(_Run(struct.Struct("<" + "".join(_FIXED[c] for _, c in run)), tuple(run)))
+            run = []
+        if code:
+            segments.append((name, code))
+    return tuple(segments), frozenset(name for name, _ in fields)
+
+
+_COMPILED = {d: {t: _compile(fields) for t, fields in layouts.items()} for d, layouts in LAYOUTS.items()}
+
+
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -324,7 +363,6 @@ _HEADER = struct.Struct("<IBH")
 _STAT_FIXED = struct.Struct("<HI")  # type dev, then qid mode atime mtime length
 _STAT_TIMES = struct.Struct("<IIIQ")
 _DIRENT = struct.Struct("<BIQQB")
-_INTS = {"b": _U8, "w": _U16, "d": _U32, "q": _U64}
 
 
 class _Reader:
@@ -374,9 +412,22 @@ class _Reader:
             raise WireError("stat record has trailing bytes", self.tag)
         return Stat(kind, dev, qid, mode, atime, mtime, length, name, uid, gid, muid, *unix)
 
+    def run(self, run: _Run, args: dict[str, Value]) -> None:
+        size = run.struct.size
+        if self.pos + size > len(self.buf):
+            raise WireError("message truncated", self.tag)
+        values = run.struct.unpack_from(self.buf, self.pos)
+        self.pos += size
+        i = 0
+        for name, code in run.fields:
+            if code == "Q":
+                args[name] = Qid(*values[i : i + 3])
+                i += 3
+            else:
+                args[name] = values[i]
+                i += 1
+
     def value(self, code: str, dialect: Dialect) -> Value:
-        if code in _INTS:
-            return self.uint(_INTS[code])
         if code == "s":
             return self.string()
         if code == "Q":
@@ -452,16 +503,21 @@ def _string(value: bytes) -> bytes:
     return _U16.pack(len(value)) + value
 
 
+def _encode_run(run: _Run, args: dict[str, Value]) -> bytes:
+    flat: list[int] = []
+    for name, code in run.fields:
+        value = args[name]
+        if code == "Q":
+            flat.extend(value)  # type: ignore[arg-type]
+        else:
+            flat.append(value)  # type: ignore[arg-type]
+    return run.struct.pack(*flat)
+
+
 def _encode_value(code: str, value: Value, dialect: Dialect) -> bytes:
-    if code in _INTS:
-        assert isinstance(value, int)
-        return _INTS[code].pack(value)
     if code == "s":
         assert isinstance(value, bytes)
         return _string(value)
-    if code == "Q":
-        assert isinstance(value, tuple)
-        return _QID.pack(*value)
     if code == "D":
         assert isinstance(value, bytes | bytearray | memoryview)
         return _U32.pack(len(value)) + bytes(value)
@@ -479,12 +535,16 @@ def _encode_value(code: str, value: Value, dialect: Dialect) -> bytes:
 def encode(msg: Message, dialect: Dialect) -> bytes:
     """The frame for a message, size prefix included."""
     try:
-        fields = LAYOUTS[dialect][msg.type]
+        segments, names = _COMPILED[dialect][msg.type]
     except KeyError:
         raise ValueError(f"{msg.type.name} does not exist in {dialect.value}") from None
-    if set(msg.args) != {name for name, _ in fields}:
-        raise ValueError(f"{msg.type.name} needs fields {[name for name, _ in fields]}")
-    body = b"".join(_encode_value(code, msg.args[name], dialect) for name, code in fields)
+    args = msg.args
+    if args.keys() != names:
+        raise ValueError(f"{msg.type.name} needs fields {sorted(names)}")
+    body = b"".join(
+        _encode_run(seg, args) if isinstance(seg, _Run) else _encode_value(seg[1], args[seg[0]], dialect)
+        for seg in segments
+    )
     return _HEADER.pack(HEADER_SIZE + len(body), msg.type, msg.tag) + body
 
 
@@ -502,11 +562,16 @@ def decode(frame: bytes, dialect: Dialect) -> Message:
         raise WireError("frame size does not match its length", tag)
     try:
         kind = MsgType(code)
-        fields = LAYOUTS[dialect][kind]
+        segments, _ = _COMPILED[dialect][kind]
     except (ValueError, KeyError):
         raise WireError(f"unknown message type {code} in {dialect.value}", tag, errno.EOPNOTSUPP) from None
     reader = _Reader(frame, HEADER_SIZE, tag)
-    args = {name: reader.value(code, dialect) for name, code in fields}
+    args: dict[str, Value] = {}
+    for seg in segments:
+        if isinstance(seg, _Run):
+            reader.run(seg, args)
+        else:
+            args[seg[0]] = reader.value(seg[1], dialect)
     if reader.pos != size:
         raise WireError(f"{kind.name} has trailing bytes", tag)
     return Message(kind, tag, **args)

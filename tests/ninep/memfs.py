@@ -56,8 +56,8 @@ class GatedHandle:
 
 class MemFS(ReadOnlyFS):
     def __init__(self, spec: Spec, mtime: int = MTIME) -> None:
+        super().__init__(mtime)
         self.spec = spec
-        self.mtime = mtime
         self.gates: dict[str, threading.Event] = {}  # path -> gate its reads wait on
 
     def _item(self, path: str) -> bytes | Exec | Link | Spec:

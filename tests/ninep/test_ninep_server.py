@@ -539,7 +539,7 @@ def test_a_tag_reused_while_in_flight_closes_the_connection(served: Served, memf
 
 def test_clients_that_vanish_leave_nothing_behind(served: Served, memfs: MemFS) -> None:
     gate = memfs.gates["big.bin"] = threading.Event()
-    for _ in range(5):
+    for _ in range(3):  # fewer than the worker threads, which their reads hold until the gate opens
         c = served.client()
         fid, _ = c.walk("big.bin")
         c.open(fid)
