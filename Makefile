@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS   := $(shell grep -v '^\#' .ci/debian-packages.txt)
 
-.PHONY: all deps venv demo test lint bench clean
+.PHONY: all deps venv demo test lint bench fuzz clean
 
 all: venv
 
@@ -49,6 +49,11 @@ lint: venv
 
 bench: deps venv
 	$(PY) -m bench
+
+# Hostile input at full size (issue 6): 10,000 image mutations, a 9P storm, the atheris targets of fuzz/.
+fuzz: deps venv
+	$(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install -q -e '.[fuzz]'
+	$(PY) -m fuzz
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info bench/work unikernel/build

@@ -1,0 +1,42 @@
+"""The full image campaign: seeded mutations, a cut at every boundary, every forged case; counts printed."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+from hostile import campaign, forge
+from hostile.corpus import Base, Expected, build_base
+from hostile.ninep_probe import probe_9p
+from hostile.oracle import probe
+
+
+def run(work: Path, *, seed: int, count: int, jobs: int) -> bool:
+    started = time.monotonic()
+    base = build_base(work / "base")
+    original = base.image.read_bytes()
+    cases = itertools.chain(campaign.mutations(original, seed, range(count)), campaign.truncations(original))
+    jobs_ = itertools.chain(
+        campaign.image_jobs(base, cases, work / "mutations", True),
+        campaign.forged_jobs(forge.CASES, work / "forged", True),
+    )
+    summary = campaign.run(jobs_, work, workers=jobs)
+    print(f"images (seed {seed}, {time.monotonic() - started:.0f} s): {summary.report()}")
+    return not summary.failures
+
+
+def reproduce(work: Path, *, seed: int, number: int) -> bool:
+    """Case `number` of campaign `seed`, judged in this process, every violation printed."""
+    base: Base = build_base(work / "base")
+    name, data = next(campaign.mutations(base.image.read_bytes(), seed, [number]))
+    image = work / "case.img"
+    image.write_bytes(data)
+    job = next(campaign.image_jobs(base, [(name, data)], work / "one", False))
+    expected = Expected.load(Path(job.expected))
+    verdict = probe(Path(job.image), expected, work)
+    probe_9p(Path(job.image), expected, work, verdict)
+    print(f"{name}: {verdict.correct} correct, {verdict.rejected} refused, verify ok={verdict.verified}")
+    for violation in verdict.violations:
+        print(f"  {violation}")
+    return not verdict.violations
