@@ -271,7 +271,7 @@ def _qemu_argv(
         ]  # fmt: skip
     if console is not None:
         argv += ["-chardev", console, "-device", "virtconsole,bus=v0.0,chardev=p9,nr=0"]
-    # Fixed port numbers, so /init knows the last one ("status") is vport0p3.
+    # Port 0 is the virtconsole's; /init finds these by name.
     for nr, name in enumerate(("out", "err", "status"), start=1):
         path = _escape(os.fspath(ports / name))
         argv += ["-chardev", f"file,id={name},path={path}"]
