@@ -64,7 +64,8 @@ def rss_kb(pid: int) -> int:
 
 @dataclass
 class StormReport:
-    frames: int = 0
+    frames: int = 0  # hostile frames, the fid-exhausting walks not counted
+    fid_walks: int = 0
     connections: int = 0
     attacks: Counter[str] = field(default_factory=Counter)
     good_ops: int = 0
@@ -76,7 +77,8 @@ class StormReport:
     def summary(self) -> str:
         return (
             f"{self.frames} hostile frames on {self.connections} connections "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(self.attacks.items()))}); "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(self.attacks.items()))}) "
+            f"and {self.fid_walks} walks to exhaust fids; "
             f"well-behaved client: {self.good_ops} answers, {len(self.good_errors)} errors; "
             f"server RSS {self.rss_start_kb // 1024} -> peak {self.rss_peak_kb // 1024} -> "
             f"{self.rss_end_kb // 1024} MiB"
@@ -230,14 +232,18 @@ class Storm:
         return wire.Stat(0, 0, Qid(0, 0, 0), rng.randrange(1 << 32), 0, 0, 0, b"x", b"", b"", b"")
 
     def fid_exhaustion(self) -> None:
+        """Walks to new fids, past the server's limit (each is refused with EMFILE from there on)."""
         conn = self._open()
         if conn:
-            walks = [
-                _frame(Message(MsgType.TWALK, (i % 60000) + 2, fid=0, newfid=i + 1, wnames=[]))
-                for i in range(self.max_fids + 50)
-            ]
-            for at in range(0, len(walks), 200):
-                self._send(conn, *walks[at : at + 200])
+            for start in range(1, self.max_fids + 50, 200):
+                batch = range(start, min(start + 200, self.max_fids + 50))
+                conn.send(
+                    b"".join(
+                        _frame(Message(MsgType.TWALK, i % 60000 + 2, fid=0, newfid=i, wnames=[]))
+                        for i in batch
+                    )
+                )
+                self.report.fid_walks += len(batch)
                 conn.drain(0.01)
             conn.close()
 
