@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from ninep.client import Client
 from trees import DIR, LINK, Tree
 
 from unikernel import guest, host
+from unikernel.paths import REPO
 
 pytestmark = pytest.mark.usefixtures("guest_build")
 
@@ -135,3 +139,34 @@ def test_a_guest_mounts_what_a_guest_serves(guest_server: Path, source_tree: Tre
     digest, _, rest = out.partition(b"  /mnt/big.bin\n")
     assert digest.decode() == hashlib.sha256(source_tree[b"big.bin"][1]).hexdigest()
     assert rest == source_tree[b"a/b/c/deep.txt"][1]
+
+
+def make(*args: str, **kw: object) -> subprocess.Popen[bytes]:
+    # -s: with -C, make itself would print "Entering directory" on stdout.
+    argv = ["make", "-s", "-C", str(REPO / "unikernel"), *args]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+
+
+def test_make_mount_prints_the_command_output(image: Path, source_tree: Tree) -> None:
+    out, err = make("mount", f"IMAGE={image}", "CMD=cat /mnt/bytes.bin; ls /mnt/nope").communicate(
+        timeout=300
+    )
+    assert out == source_tree[b"bytes.bin"][1]
+    assert b"ls: /mnt/nope: No such file or directory" in err
+
+
+def test_make_serve_until_terminated(image: Path, tmp_path: Path, source_tree: Tree) -> None:
+    sock = tmp_path / "served.sock"
+    # Its own process group: a terminal's Ctrl-C or a SIGTERM reaches make and the harness alike.
+    proc = make("serve", f"IMAGE={image}", f"SOCKET={sock}", start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if b"the guest serves" in line:
+                break
+        with Client.session(str(sock)) as client:
+            assert client.read("run.sh") == source_tree[b"run.sh"][1]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert not sock.exists()  # the guest was stopped and its socket removed
