@@ -40,9 +40,10 @@ KERNEL_ARGS = (
     # Under TCG about one microvm boot in five hangs calibrating the TSC without this.
     "tsc_early_khz=3000000",
     # Boot-time work this guest never needs, about a second of TCG boot (measured with initcall_debug):
-    # the crypto self-tests, the KDF self-test (which ignores notests in 6.1), kprobe tracing, BTF, IPv6.
+    # the crypto self-tests, the KDF self-test (which ignores notests in 6.1), kprobe tracing, BTF,
+    # encrypted keys, IPv6.
     "cryptomgr.notests",
-    "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace,btf_vmlinux_init",
+    "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace,btf_vmlinux_init,init_encrypted",
     "ipv6.disable=1",
     # A throwaway VM that runs only our code: the speculation workarounds only slow its syscalls down.
     "mitigations=off",
