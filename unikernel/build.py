@@ -177,7 +177,7 @@ def stage_python(root: Path, userland: Path) -> None:
         userland / "usr/bin/python3.11",
         "-S",
         REPO / "unikernel/closure.py",
-        root / "usr/lib/python311.zip",
+        root / "usr/lib/python3.11",
         REPO,
         datrie.parent,
         env=env,
