@@ -172,7 +172,6 @@ def stage_python(root: Path, userland: Path) -> None:
     datrie = compiled_dependency("datrie")
     # Byte-compile with Debian's own interpreter (pyc magic must match the guest's) and let it list the
     # extension modules the closure needs.
-    env = {"PYTHONHOME": str(userland / "usr"), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     out = run(
         userland / "usr/bin/python3.11",
         "-S",
@@ -180,7 +179,7 @@ def stage_python(root: Path, userland: Path) -> None:
         root / "usr/lib/python3.11",
         REPO,
         datrie.parent,
-        env=env,
+        env={"PYTHONHOME": str(userland / "usr")},
     ).stdout.decode()
     for so in out.split():
         shutil.copy2(so, dynload / Path(so).name)
