@@ -19,7 +19,7 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="docteur vs git and squashfs")
     parser.add_argument("sources", nargs="*", help="more directories or repositories to measure")
-    parser.add_argument("--runs", type=int, default=5, help="runs per figure, the best is kept (default 5)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure, the best is kept (default 3)")
     parser.add_argument("--no-peers", action="store_true", help="skip the 9P, unikernel and FUSE modules")
     return parser.parse_args(argv)
 

@@ -107,8 +107,8 @@ class Image:
     with zeros (as a VM disk is) reads the same as the file it was copied from.
 
     Memory stays bounded whatever the image size: `cache_bytes` of inflated objects (repeated reads,
-    delta bases), about `mapped_bytes` of the mapped image resident at a time, and `layout_entries`
-    directory entries parsed.
+    delta bases) plus the last object too large for them, about `mapped_bytes` of the mapped image
+    resident at a time, and `layout_entries` directory entries parsed.
     """
 
     def __init__(
