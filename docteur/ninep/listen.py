@@ -18,7 +18,7 @@ import tty
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from docteur.ninep.server import Server
+from docteur.ninep.server import Connection, Server
 
 log = logging.getLogger("docteur.ninep")
 
@@ -75,12 +75,12 @@ async def serve(server: Server, where: Listen) -> None:
 
 
 async def _listen(server: Server, where: Listen, stop: asyncio.Event) -> None:
-    limit = server.limits.max_msize
+    loop = asyncio.get_running_loop()
     if where.kind == "tcp":
-        listener = await asyncio.start_server(server.handle, where.host, where.port, limit=limit)
+        listener = await loop.create_server(server.protocol, where.host, where.port)
     else:
         _remove_stale_socket(where.path)
-        listener = await asyncio.start_unix_server(server.handle, where.path, limit=limit)
+        listener = await loop.create_unix_server(server.protocol, where.path)
     for sock in listener.sockets:
         log.info("serving on %s", _address(where, sock))
     try:
@@ -120,24 +120,39 @@ def _remove_stale_socket(path: str) -> None:
 
 async def _serve_stdio(server: Server) -> None:
     with _raw_ttys(0, 1):
-        reader, writer = await _stdio_streams(server.limits.max_msize)
-        await server.handle(reader, writer, peer="stdio")
+        conn = await _connect_stdio(server)
+        await conn.closed.wait()
 
 
-async def _stdio_streams(limit: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _connect_stdio(server: Server) -> Connection:
     loop = asyncio.get_running_loop()
+    conn = server.protocol(peer="stdio")
     if _same_socket(0, 1):
-        # One socket both ways (socat EXEC, inetd): a duplex stream. A write-pipe transport would take
+        # One socket both ways (socat EXEC, inetd): a duplex transport. A write-pipe transport would take
         # the client's incoming bytes for a hang-up.
-        sock = socket.socket(fileno=os.dup(0))
-        return await asyncio.open_connection(sock=sock, limit=limit)
-    reader = asyncio.StreamReader(limit=limit)
-    protocol = asyncio.StreamReaderProtocol(reader)
-    await loop.connect_read_pipe(lambda: protocol, os.fdopen(os.dup(0), "rb", buffering=0))
-    transport, writer_protocol = await loop.connect_write_pipe(
-        lambda: asyncio.streams.FlowControlMixin(loop), os.fdopen(os.dup(1), "wb", buffering=0)
-    )
-    return reader, asyncio.StreamWriter(transport, writer_protocol, reader, loop)
+        await loop.connect_accepted_socket(lambda: conn, socket.socket(fileno=os.dup(0)))
+        return conn
+    # Replies must have somewhere to go before the first request can arrive.
+    out, _ = await loop.connect_write_pipe(lambda: _Output(conn), os.fdopen(os.dup(1), "wb", buffering=0))
+    conn.out = out
+    await loop.connect_read_pipe(lambda: conn, os.fdopen(os.dup(0), "rb", buffering=0))
+    return conn
+
+
+class _Output(asyncio.Protocol):
+    """The write side of a stdio session: flow control for the connection, and its end when stdout goes."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.close()
 
 
 def _same_socket(a: int, b: int) -> bool:

@@ -52,7 +52,7 @@ def running(fs: ReadOnlyFS, path: Path, **options: object) -> Iterator[Served]:
     ready = threading.Event()
 
     async def main() -> None:
-        listener = await asyncio.start_unix_server(server.handle, str(path), limit=server.limits.max_msize)
+        listener = await asyncio.get_running_loop().create_unix_server(server.protocol, str(path))
         ready.set()
         async with listener:
             await stop.wait()
