@@ -12,6 +12,8 @@ import pytest
 from conftest import BIN, DATE, run_cli
 from trees import EXEC, FILE, GIT_ENV, LINK, commit_directory, git, read_fs_tree, write_tree
 
+from docteur.image.writer import write_image
+
 SPEC = {
     b"README.md": (FILE, b"hello\nworld\n"),
     b"bin/tool": (EXEC, b"#!/bin/sh\nexit 0\n"),
@@ -302,8 +304,8 @@ def test_one_line_errors(image: Path, tmp_path: Path) -> None:
 
 
 class Forge:
-    """Trees however wrong, written by Git's plumbing into a scratch repository, packed by docteur-make
-    as they are: the reader, not the maker, must stand between them and the disk."""
+    """Trees however wrong, written by Git's plumbing into a scratch repository and packed by git into an
+    image by hand (docteur-make refuses them): the reader must stand between them and the disk."""
 
     def __init__(self, root: Path) -> None:
         self.repo = root / "forged"
@@ -323,8 +325,11 @@ class Forge:
     def image(self, entries: list[tuple[bytes, bytes, bytes]]) -> Path:
         commit = git(self.repo, "commit-tree", self.tree(entries).decode(), "-m", "forged").strip()
         git(self.repo, "update-ref", "refs/heads/main", commit.decode())
+        listing = git(self.repo, "rev-list", "--objects", "--no-walk", commit.decode().strip())
+        sha = git(self.repo, "pack-objects", "-q", str(self.repo.parent / "forged"), input=listing).strip()
+        pack = self.repo.parent / f"forged-{sha.decode()}.pack"
         out = self.repo.parent / "forged.img"
-        ok("docteur-make", "-q", self.repo, out)
+        write_image(out, bytes.fromhex(commit.decode()), pack, pack.with_suffix(".idx").read_bytes(), 512)
         return out
 
 
