@@ -1,4 +1,4 @@
-"""Seeded mutations of an honest image: every case is reproducible from (seed, number) alone.
+"""Seeded mutations of an honest image: a case is reproducible from (seed, number) and that image.
 
 Families hit each part of the layout (header, PACK, padding, IDX, tail) with bit flips, random bytes,
 zeroed runs and misplaced blocks; truncate at every section boundary and at random points; forge IDX
