@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from docteur.errors import DocteurError, SourceError
+from docteur.errors import CorruptImageError, DocteurError, SourceError
 from docteur.image.format import DEFAULT_BLOCK_SIZE, check_block_size
 from docteur.image.writer import write_image
 from docteur.pack.engine import build_pack
@@ -77,7 +77,7 @@ def _check_trees(pack: Path, idx: bytes, commit: bytes) -> None:
     Git itself packs such trees (they can be forged with `git hash-object --literally`); an image must
     never hold one, so every tree reachable from the commit is parsed once here, from the new PACK.
     """
-    from docteur.git.objects import MODE_DIR, TREE, parse_commit, parse_tree, tree_problems
+    from docteur.git.objects import MODE_DIR, TREE, parse_commit, parse_valid_tree
     from docteur.idx.reader import PackIndex
     from docteur.pack.reader import PackReader
 
@@ -94,10 +94,12 @@ def _check_trees(pack: Path, idx: bytes, commit: bytes) -> None:
                 continue
             seen.add(tree)
             kind, data = reader.get(tree)
-            entries = parse_tree(data) if kind == TREE else []
-            problems = tree_problems(entries) if kind == TREE else ["not a tree"]
-            if problems:
-                raise SourceError(f"tree {tree.hex()} in the source is malformed: {problems[0]}")
+            if kind != TREE:
+                raise SourceError(f"object {tree.hex()} in the source should be a tree")
+            try:
+                entries = parse_valid_tree(data, tree.hex())
+            except CorruptImageError as e:
+                raise SourceError(f"malformed source: {e}") from None
             pending.extend(e.oid for e in entries if e.mode == MODE_DIR)
     finally:
         del reader

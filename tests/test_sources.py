@@ -244,6 +244,6 @@ def test_a_repository_with_a_forged_tree_is_refused(make_image, tmp_path: Path, 
     commit = git("commit-tree", tree, "-m", "forged")
     git("update-ref", "refs/heads/main", commit)
     git("symbolic-ref", "HEAD", "refs/heads/main")
-    with pytest.raises(SourceError, match=f"tree {tree} in the source is malformed"):
+    with pytest.raises(SourceError, match=f"malformed source: tree {tree}: "):
         make_image(repo)
     assert list(tmp_path.glob("image-*")) == []

@@ -23,8 +23,7 @@ from docteur.git.objects import (
     CommitInfo,
     TreeEntry,
     parse_commit,
-    parse_tree,
-    tree_problems,
+    parse_valid_tree,
 )
 from docteur.image.format import PACK_OFFSET, Sections, locate
 from docteur.pack.reader import (
@@ -177,11 +176,7 @@ class Image:
         kind, data = self._get(oid, "tree")
         if kind != TREE:
             raise CorruptImageError(f"object {oid.hex()} should be a tree")
-        entries = parse_tree(data)
-        problems = tree_problems(entries)
-        if problems:
-            raise CorruptImageError(f"tree {oid.hex()}: {problems[0]}")
-        return entries
+        return parse_valid_tree(data, oid.hex())
 
     # -- lifetime ------------------------------------------------------------------------------------
 

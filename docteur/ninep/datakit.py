@@ -14,7 +14,7 @@ import functools
 
 from docteur.errors import CorruptImageError
 from docteur.fs.image import Image
-from docteur.git.objects import CommitInfo, TreeEntry, parse_commit, parse_tree, tree_problems
+from docteur.git.objects import CommitInfo, TreeEntry, parse_commit, parse_valid_tree
 from docteur.ninep.fs import (
     GIT_DIR,
     GIT_FILE,
@@ -167,10 +167,7 @@ class DatakitFS(ReadOnlyFS):
         kind, data = self._get(oid, oid)
         if kind != "tree":
             raise CorruptImageError(f"object {oid} should be a tree")
-        entries = parse_tree(data)
-        problems = tree_problems(entries)
-        if problems:
-            raise CorruptImageError(f"tree {oid}: {problems[0]}")
+        entries = parse_valid_tree(data, oid)
         return {e.name.decode("utf-8", "surrogateescape"): e for e in entries}
 
     def _object_child(self, parent: Node, name: str) -> Node:
