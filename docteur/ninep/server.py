@@ -32,6 +32,7 @@ class Limits:
 
     max_msize: int = 1 << 20
     max_fids: int = 1 << 18  # Linux keeps a fid per cached dentry
+    max_total_fids: int = 1 << 19  # over all connections: ~250 bytes each, so ~130 MiB at most
     max_connections: int = 64
     max_outstanding: int = 64  # requests in flight per connection
     max_bulk: int = 2  # reads (replies up to msize) built or waiting for the client, per connection
@@ -49,6 +50,10 @@ class Server:
         self.limits = limits or Limits()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="docteur-9p")
         self.connections: set[Connection] = set()
+
+    def fids_held(self) -> int:
+        """Fids of every connection: many connections must not multiply what one may hold."""
+        return sum(len(conn.session.fids) for conn in self.connections)
 
     def protocol(self, peer: str = "") -> Connection:
         """A protocol for one connection (the factory for loop.create_server and its kin)."""
@@ -79,7 +84,13 @@ class Connection(asyncio.Protocol):
         self.limits = limits
         self.peer = peer
         self.session = Session(
-            server.fs, uid=server.uid, gid=server.gid, max_fids=limits.max_fids, msize=limits.max_msize
+            server.fs,
+            uid=server.uid,
+            gid=server.gid,
+            max_fids=limits.max_fids,
+            msize=limits.max_msize,
+            fids_held=server.fids_held,
+            max_total_fids=limits.max_total_fids,
         )
         self.transport: asyncio.BaseTransport | None = None  # where frames come from
         self.out: asyncio.WriteTransport | None = None  # where replies go (the same, but for stdio)

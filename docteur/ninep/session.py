@@ -131,11 +131,23 @@ def negotiate(version: bytes) -> Dialect | None:
 class Session:
     """The state of one client session (dialect, msize, fids) and the handlers of its requests."""
 
-    def __init__(self, fs: ReadOnlyFS, *, uid: int, gid: int, max_fids: int, msize: int) -> None:
+    def __init__(
+        self,
+        fs: ReadOnlyFS,
+        *,
+        uid: int,
+        gid: int,
+        max_fids: int,
+        msize: int,
+        fids_held: Callable[[], int],
+        max_total_fids: int,
+    ) -> None:
         self.fs = fs
         self.uid = uid
         self.gid = gid
         self.max_fids = max_fids
+        self.fids_held = fids_held  # by every session of the server
+        self.max_total_fids = max_total_fids
         self.dialect: Dialect | None = None
         self.msize = msize
         self.fids: dict[int, Fid] = {}
@@ -202,6 +214,8 @@ class Session:
             raise OSError(errno.EBADF, "fid already in use")
         if len(self.fids) >= self.max_fids:
             raise OSError(errno.EMFILE, "too many fids")
+        if self.fids_held() >= self.max_total_fids:
+            raise OSError(errno.EMFILE, "too many fids on this server")
 
     def qid(self, node: Node) -> Qid:
         assert self.dialect is not None
