@@ -42,9 +42,9 @@ KERNEL_ARGS = (
     "tsc_early_khz=3000000",
     # Boot-time work this guest never needs, about a second of TCG boot (measured with initcall_debug):
     # the crypto self-tests, the KDF self-test (which ignores notests in 6.1), kprobe tracing, BTF,
-    # encrypted keys, IPv6.
+    # encrypted keys, TCP's cubic (the guest has no network; reno stays), IPv6.
     "cryptomgr.notests",
-    "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace,btf_vmlinux_init,init_encrypted",
+    "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace,btf_vmlinux_init,init_encrypted,cubictcp_register",
     "ipv6.disable=1",
     # A throwaway VM that runs only our code: the speculation workarounds only slow its syscalls down.
     "mitigations=off",
