@@ -64,8 +64,10 @@ async def serve(server: Server, where: Listen) -> None:
         if where.kind == "stdio":
             session = asyncio.create_task(_serve_stdio(server))
             stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait([session, stopping], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([session, stopping], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
+            if session in done:
+                session.result()  # its errors are the command's
         else:
             await _listen(server, where, stop)
     finally:

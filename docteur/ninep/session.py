@@ -31,7 +31,8 @@ OREAD, OEXEC, OTRUNC, ORCLOSE = 0, 3, 0x10, 0x40
 
 
 class Call:
-    """A filesystem call a handler yields: ``heavy`` ones (big files, blocking handles) go to a worker."""
+    """A filesystem call a handler yields: ``heavy`` ones (big files, blocking handles, directory
+    listings, which have no size known beforehand) go to a worker."""
 
     __slots__ = ("args", "fn", "heavy")
 
@@ -305,7 +306,7 @@ class Session:
     def _dir_records(self, fid: Fid, offset: int, count: int) -> Generator[Call, Any, bytes]:
         """Whole stat records from byte ``offset`` of the directory's stream (9P2000, .u)."""
         if fid.records is None:
-            fid.records = yield Call(self._stat_records, fid.node)
+            fid.records = yield Call(self._stat_records, fid.node, heavy=True)  # any size: a worker
             fid.starts = [0]
             for record in fid.records:
                 fid.starts.append(fid.starts[-1] + len(record))
@@ -323,7 +324,7 @@ class Session:
         if not fid.node.is_dir or fid.xattr:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory")
         if fid.dirents is None:
-            fid.dirents = yield Call(self._dirents, fid.chain)
+            fid.dirents = yield Call(self._dirents, fid.chain, heavy=True)  # any size: a worker
         offset, count = msg.num("offset"), min(msg.num("count"), self.msize - RREAD_HEADER)
         return Message(MsgType.RREADDIR, msg.tag, data=_fill(fid.dirents, offset, count))
 
