@@ -239,15 +239,21 @@ def replace(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-STEPS = {"debs": fetch_debs, "vmlinux": extract_kernel, "initramfs": build_initramfs}
+STEPS = {
+    "debs": ("downloading Debian packages", fetch_debs),
+    "vmlinux": ("extracting the kernel", extract_kernel),
+    "initramfs": ("building the initramfs", build_initramfs),
+}
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in STEPS:
         print(f"usage: python -m unikernel.build {'|'.join(STEPS)}", file=sys.stderr)
         return 2
+    what, step = STEPS[argv[0]]
+    print(f"unikernel: {what}...", file=sys.stderr)  # stdout of `make run` is the file's bytes
     try:
-        STEPS[argv[0]]()
+        step()
     except (BuildError, OSError) as e:
         print(f"unikernel build: {e}", file=sys.stderr)
         return 1
