@@ -10,6 +10,7 @@ reads files and lists directories, and the server's RSS is sampled.
 from __future__ import annotations
 
 import contextlib
+import errno
 import random
 import socket
 import struct
@@ -65,7 +66,7 @@ def rss_kb(pid: int) -> int:
 @dataclass
 class StormReport:
     frames: int = 0  # hostile frames, the fid-exhausting walks not counted
-    fid_walks: int = 0
+    fid_walks: int = 0  # fids the exhaustions got (one walk each)
     connections: int = 0
     attacks: Counter[str] = field(default_factory=Counter)
     good_ops: int = 0
@@ -78,7 +79,7 @@ class StormReport:
         return (
             f"{self.frames} hostile frames on {self.connections} connections "
             f"({', '.join(f'{k} {v}' for k, v in sorted(self.attacks.items()))}) "
-            f"and {self.fid_walks} walks to exhaust fids; "
+            f"and {self.fid_walks} fids granted before EMFILE; "
             f"well-behaved client: {self.good_ops} answers, {len(self.good_errors)} errors; "
             f"server RSS {self.rss_start_kb // 1024} -> peak {self.rss_peak_kb // 1024} -> "
             f"{self.rss_end_kb // 1024} MiB"
@@ -232,20 +233,15 @@ class Storm:
         return wire.Stat(0, 0, Qid(0, 0, 0), rng.randrange(1 << 32), 0, 0, 0, b"x", b"", b"", b"")
 
     def fid_exhaustion(self) -> None:
-        """Walks to new fids, past the server's limit (each is refused with EMFILE from there on)."""
-        conn = self._open()
-        if conn:
-            for start in range(1, self.max_fids + 50, 200):
-                batch = range(start, min(start + 200, self.max_fids + 50))
-                conn.send(
-                    b"".join(
-                        _frame(Message(MsgType.TWALK, i % 60000 + 2, fid=0, newfid=i, wnames=[]))
-                        for i in batch
-                    )
-                )
-                self.report.fid_walks += len(batch)
-                conn.drain(0.01)
-            conn.close()
+        """Walks to new fids until the server refuses (EMFILE), then a hang-up that frees them all."""
+        try:
+            with Client(self.address, timeout=30) as client:
+                self.report.connections += 1
+                client.version("9P2000.L")
+                client.attach()
+                self.report.fid_walks += exhaust_fids(client, self.max_fids + 50)
+        except OSError:
+            pass
 
     def huge_msize(self) -> None:
         conn = self._open(False)
@@ -342,6 +338,26 @@ class Storm:
             getattr(self, name)()
             self.report.attacks[name] += 1
         return self.report
+
+
+def exhaust_fids(client: Client, most: int) -> int:
+    """Walk to new fids, 200 at a time, until the server refuses one (EMFILE) or `most` were asked for;
+    return how many it granted."""
+    granted = 0
+    for start in range(0, most, 200):
+        tags = [
+            client.send(MsgType.TWALK, fid=0, newfid=1000 + i, wnames=[])
+            for i in range(start, min(start + 200, most))
+        ]
+        replies = [client.recv() for _ in tags]
+        refused = [r for r in replies if r.type is not MsgType.RWALK]
+        granted += len(replies) - len(refused)
+        if refused:
+            assert all(r.type is MsgType.RLERROR and r.num("ecode") == errno.EMFILE for r in refused), (
+                refused[0]
+            )
+            return granted
+    return granted
 
 
 def _attach_args(dialect: Dialect) -> dict[str, wire.Value]:

@@ -6,12 +6,11 @@ connections, while a well-behaved client on its own connection checks every answ
 
 from __future__ import annotations
 
-import errno
 import time
 from pathlib import Path
 
 import pytest
-from ninep.client import Client, P9Error
+from ninep.client import Client
 from ninep.conftest import SPEC, running
 from ninep.memfs import MemFS
 from ninep.sample import DATE, SAMPLE
@@ -20,7 +19,7 @@ from trees import write_tree
 from docteur.make import make, parse_date
 from docteur.ninep.server import Limits
 
-from .storm import serving, storm
+from .storm import exhaust_fids, serving, storm
 
 SEED = 9
 FRAMES = 1500
@@ -49,6 +48,7 @@ def test_the_server_survives_a_storm(sample_image: Path, tmp_path: Path) -> None
             connections=CONNECTIONS,
             max_fids=MAX_FIDS,
             big=b"big.bin",
+            fid_exhaustions=2,
         )
         print(report.summary())
         assert proc.poll() is None, "the server died"
@@ -57,7 +57,7 @@ def test_the_server_survives_a_storm(sample_image: Path, tmp_path: Path) -> None
             after.attach()
             assert after.read("README.md") == SAMPLE[b"README.md"][1]
     assert report.frames >= FRAMES and report.connections >= CONNECTIONS
-    assert report.attacks["fid_exhaustion"] == 1 and len(report.attacks) >= 10
+    assert report.attacks["fid_exhaustion"] == 2 and len(report.attacks) >= 10
     assert not report.good_errors, report.good_errors
     assert report.good_ops > 100
     assert report.rss_peak_kb - report.rss_start_kb < RSS_GROWTH_MIB << 10, report.summary()
@@ -69,24 +69,13 @@ def test_many_connections_cannot_multiply_the_fids_one_may_hold(tmp_path: Path) 
     limits = Limits(max_fids=100, max_total_fids=250)
     with running(MemFS(SPEC), tmp_path / "9p.sock", limits=limits) as served:
         clients = [served.client() for _ in range(4)]  # each holds its root fid
-        held = [_exhaust(c) for c in clients]
+        held = [exhaust_fids(c, 1 << 16) for c in clients]
         assert max(held) == limits.max_fids - 1  # the limit per connection still holds
         assert sum(held) + len(clients) == limits.max_total_fids and held[-1] == 0
         clients[0].close()  # its fids go back to the server once it sees the hang-up
         deadline = time.monotonic() + 10
         while len(served.server.connections) == len(clients) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert _exhaust(clients[-1]) == limits.max_fids - 1  # it had none; now a full share
+        assert exhaust_fids(clients[-1], 1 << 16) == limits.max_fids - 1  # it had none; now a full share
         for c in clients[1:]:
             c.close()
-
-
-def _exhaust(client: Client) -> int:
-    """Walk to new fids until the server says EMFILE; how many it gave."""
-    for n in range(1 << 16):
-        try:
-            client.walk(b"", newfid=1000 + n)
-        except P9Error as e:
-            assert e.errno == errno.EMFILE
-            return n
-    raise AssertionError("no limit")
