@@ -7,8 +7,8 @@ import errno
 import io
 import mmap
 import os
+from collections import namedtuple
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
 
 from docteur.errors import CorruptImageError
 from docteur.fs.layout import DEFAULT_MAX_ENTRIES, Layout, is_dir, normalize, shown
@@ -39,7 +39,8 @@ READ_ALL_BATCH = 4096
 _FILE_MODES = (MODE_FILE, MODE_EXEC, MODE_LINK)
 
 
-class Stat(NamedTuple):
+class Stat(namedtuple("Stat", "mode size oid")):
+    __slots__ = ()
     mode: int  # 0o100644, 0o100755, 0o120000, 0o40000 (0o160000 for a submodule)
     size: int  # bytes of a file or of a link's target; 0 for a directory
     oid: str  # hex id of the blob or tree

@@ -5,9 +5,18 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterator
-from typing import Protocol
 
 from docteur.errors import CorruptImageError
+
+# Not `from typing import TYPE_CHECKING`: importing typing costs the guest's reader a noticeable start-up.
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Searchable(Protocol):
+        def find(self, sub: bytes, start: int, end: int, /) -> int: ...
+
 
 MAGIC = b"\xfftOc"
 VERSION = 2
@@ -37,10 +46,6 @@ def idx_length(buf: memoryview, count: int, pack_bound: int | None = None) -> in
         # A large offset has the top bit of its big-endian word set: count those first bytes in C.
         large = len(bytes(table)[::4].translate(None, _SMALL_FIRST_BYTES))
     return offsets_at + 4 * count + 8 * large + 40
-
-
-class Searchable(Protocol):
-    def find(self, sub: bytes, start: int, end: int, /) -> int: ...
 
 
 class PackIndex:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 from docteur.errors import CorruptImageError
 from docteur.idx.reader import MAGIC as IDX_MAGIC
@@ -38,10 +38,10 @@ def encode_header(commit: bytes, idx_offset: int) -> bytes:
     return HEADER.pack(commit, idx_offset)
 
 
-@dataclass(frozen=True)
-class Sections:
+class Sections(namedtuple("Sections", "commit stored_idx_offset idx_offset idx_length pack_length")):
     """Where the parts of an image lie; every length comes from the header and the IDX."""
 
+    __slots__ = ()
     commit: bytes
     stored_idx_offset: int
     idx_offset: int
