@@ -22,10 +22,10 @@ def mutations(original: bytes, seed: int, numbers: Iterable[int]) -> Iterator[tu
 
 def truncations(original: bytes) -> Iterator[tuple[str, bytes]]:
     """The image cut at every section boundary, one byte short of it and one byte past it."""
-    for boundary in Layout.of(original).boundaries():
+    for i, boundary in enumerate(Layout.of(original).boundaries()):
         for at in sorted({max(boundary - 1, 0), boundary, boundary + 1}):
             if at < len(original):
-                yield f"mutation truncate_boundary: cut at {at}", original[:at]
+                yield f"mutation boundary:{i} truncate_boundary: cut at {at}", original[:at]
 
 
 def image_jobs(base: Base, cases: Iterable[tuple[str, bytes]], scratch: Path, ninep: bool) -> Iterator[Job]:
