@@ -22,8 +22,9 @@ from docteur.git.objects import (
     TREE,
     CommitInfo,
     TreeEntry,
+    TreeRow,
     parse_commit,
-    parse_valid_tree,
+    tree_rows,
 )
 from docteur.image.format import PACK_OFFSET, Sections, locate
 from docteur.pack.reader import (
@@ -36,7 +37,9 @@ from docteur.pack.store import ObjectStore
 
 # read_all() gathers this many paths, then reads them in PACK order.
 READ_ALL_BATCH = 4096
-_FILE_MODES = (MODE_FILE, MODE_EXEC, MODE_LINK)
+# Modes as tree rows spell them.
+_FILE_TEXTS = frozenset(b"%o" % mode for mode in (MODE_FILE, MODE_EXEC, MODE_LINK))
+_DIR_TEXT = b"%o" % MODE_DIR
 
 
 class Stat(namedtuple("Stat", "mode size oid")):
@@ -154,7 +157,7 @@ class Image:
             raise
         self.tree = self.info.tree
         self.objects = ObjectStore(self._pack)
-        self._layout = Layout(bytes.fromhex(self.tree), self._tree_entries, layout_entries)
+        self._layout = Layout(bytes.fromhex(self.tree), self._tree_rows, layout_entries)
 
     def _release_pages(self) -> Callable[[], None] | None:
         """Hand the mapping's resident pages back to the page cache (Linux): they fault in again on use."""
@@ -173,11 +176,11 @@ class Image:
         except KeyError:
             raise CorruptImageError(f"{what} {oid.hex()} is missing from the image") from None
 
-    def _tree_entries(self, oid: bytes) -> list[TreeEntry]:
+    def _tree_rows(self, oid: bytes) -> tuple[list[TreeRow], tuple[bytes, ...]]:
         kind, data = self._get(oid, "tree")
         if kind != TREE:
             raise CorruptImageError(f"object {oid.hex()} should be a tree")
-        return parse_valid_tree(data, oid.hex())
+        return tree_rows(data, oid)
 
     # -- lifetime ------------------------------------------------------------------------------------
 
@@ -302,16 +305,16 @@ class Image:
         while pending:
             path, oid, ancestors = pending.pop()
             prefix = path + b"/" if path else b""
-            for child in reversed(self._tree_entries(oid)):
-                if child.mode in _FILE_MODES:
-                    i = find(child.oid)
+            for mode, name, child in reversed(self._tree_rows(oid)[0]):
+                if mode in _FILE_TEXTS:
+                    i = find(child)
                     if i < 0:
-                        raise CorruptImageError(f"blob {child.oid.hex()} is missing from the image")
-                    batch.append((offset(i), i, child.oid, prefix + child.name))
-                elif child.mode == MODE_DIR:
-                    if child.oid in ancestors:
-                        raise CorruptImageError(f"tree {child.oid.hex()} contains itself")
-                    pending.append((prefix + child.name, child.oid, ancestors | {child.oid}))
+                        raise CorruptImageError(f"blob {child.hex()} is missing from the image")
+                    batch.append((offset(i), i, child, prefix + name))
+                elif mode == _DIR_TEXT:
+                    if child in ancestors:
+                        raise CorruptImageError(f"tree {child.hex()} contains itself")
+                    pending.append((prefix + name, child, ancestors | {child}))
             if len(batch) >= READ_ALL_BATCH or not pending:
                 yield from self._read_batch(batch)
                 batch = []
