@@ -186,3 +186,35 @@ def test_bad_block_size_is_refused(tmp_path: Path, date) -> None:
 def test_bad_dates_are_refused(text: str) -> None:
     with pytest.raises(docteur.DocteurError, match="RFC 3339"):
         parse_date(text)
+
+
+@pytest.mark.parametrize("case", ["missing-dir", "is-a-dir", "not-permitted"])
+def test_unwritable_output_is_a_one_line_error(case: str) -> None:
+    root = Path(tempfile.mkdtemp(prefix="docteur-unwritable-"))
+    os.chmod(root, 0o755)  # others may enter, not write: `nobody` cannot create files here
+    write_tree(root / "src", {b"f": (FILE, b"x")})
+    target = {
+        "missing-dir": root / "no" / "o.img",
+        "is-a-dir": root / "src",
+        "not-permitted": root / "o.img",
+    }[case]
+    user = (
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
+        if case == "not-permitted"
+        else []
+    )
+    make = str(Path(os.sys.executable).parent / "docteur-make")
+    out = subprocess.run(
+        [*user, make, "-q", str(root / "src"), str(target)],
+        capture_output=True,
+        env={**os.environ, "HOME": str(root)},
+    )
+    reason = {
+        "missing-dir": "No such file or directory",
+        "is-a-dir": "Is a directory",
+        "not-permitted": "Permission denied",
+    }[case]
+    assert out.returncode == 1
+    assert out.stderr.decode() == f"docteur-make: error: {target}: {reason}\n"
+    assert sorted(p.name for p in root.iterdir()) == ["src"]
+    shutil.rmtree(root)
