@@ -44,8 +44,8 @@ test: deps venv lint
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check docteur tests bench unikernel
-	$(VENV)/bin/ruff format --check docteur tests bench unikernel
+	$(VENV)/bin/ruff check docteur tests bench unikernel fuzz
+	$(VENV)/bin/ruff format --check docteur tests bench unikernel fuzz
 
 bench: deps venv
 	$(PY) -m bench
