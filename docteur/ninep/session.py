@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import functools
 import hashlib
 import os
 import stat as st
@@ -64,6 +65,7 @@ class Fid:
         return self.chain[-1]
 
 
+@functools.lru_cache(maxsize=1 << 14)  # walk and getattr ask again and again for the same few nodes
 def qid_of(node: Node, dialect: Dialect) -> Qid:
     """A qid stable across connections and restarts: a hash of where the object is and what it is."""
     key = f"{node.path}\0{node.mode:o}\0{node.oid}".encode("utf-8", "surrogateescape")
@@ -289,19 +291,24 @@ class Session:
             raise OSError(errno.EBADF, "fid not open")
         return fid
 
-    def read(self, msg: Message) -> Work:
+    def read(self, msg: Message) -> Message | Work:
         fid = self._opened(msg)
         offset, count = msg.num("offset"), min(msg.num("count"), self.msize - RREAD_HEADER)
+        if isinstance(fid.handle, BytesHandle):
+            # Contents already in memory: a slice, no filesystem call (the commonest request of all).
+            return Message(MsgType.RREAD, msg.tag, data=fid.handle.read(offset, count))
+        return self._read(msg.tag, fid, offset, count)
+
+    def _read(self, tag: int, fid: Fid, offset: int, count: int) -> Work:
         if fid.xattr:
             data = b""
         elif fid.handle is not None:
-            heavy = not isinstance(fid.handle, BytesHandle)
-            data = yield Call(fid.handle.read, offset, count, heavy=heavy)
+            data = yield Call(fid.handle.read, offset, count, heavy=True)
         elif self.dialect is Dialect.L:
             raise IsADirectoryError(errno.EISDIR, "use Treaddir")
         else:
             data = yield from self._dir_records(fid, offset, count)
-        return Message(MsgType.RREAD, msg.tag, data=data)
+        return Message(MsgType.RREAD, tag, data=data)
 
     def _dir_records(self, fid: Fid, offset: int, count: int) -> Generator[Call, Any, bytes]:
         """Whole stat records from byte ``offset`` of the directory's stream (9P2000, .u)."""
