@@ -331,6 +331,7 @@ class _Run:
 
     struct: struct.Struct
     fields: Layout
+    plain: tuple[str, ...] | None  # the names, when no field is a qid: one value per name
 
 
 _Segment = _Run | tuple[str, str]  # or one variable-size field: (name, code)
@@ -344,7 +345,9 @@ def _compile(fields: Layout) -> tuple[tuple[_Segment, ...], frozenset[str]]:
             run.append((name, code))
             continue
         if run:
-            segments.append(_Run(struct.Struct("<" + "".join(_FIXED[c] for _, c in run)), tuple(run)))
+            packer = struct.Struct("<" + "".join(_FIXED[c] for _, c in run))
+            plain = None if any(c == "Q" for _, c in run) else tuple(n for n, _ in run)
+            segments.append(_Run(packer, tuple(run), plain))
             run = []
         if code:
             segments.append((name, code))
@@ -418,6 +421,9 @@ class _Reader:
             raise WireError("message truncated", self.tag)
         values = run.struct.unpack_from(self.buf, self.pos)
         self.pos += size
+        if run.plain is not None:
+            args.update(zip(run.plain, values, strict=True))
+            return
         i = 0
         for name, code in run.fields:
             if code == "Q":
