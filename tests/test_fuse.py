@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, run_cli
-from trees import EXEC, FILE, LINK, write_tree
+from trees import EXEC, FILE, LINK, image_of, write_tree
 
 COMMIT_TIME = 1602316800  # conftest's DATE
 SPEC = {
@@ -50,11 +50,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def image(source: Path) -> Path:
-    from docteur.make import make, parse_date
-
-    out = source.parent / "disk.img"
-    make(str(source), out, date=parse_date("2020-10-10T08:00:00+00:00"), quiet=True)
-    return out
+    return image_of(source)
 
 
 @pytest.fixture(scope="module")

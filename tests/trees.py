@@ -106,3 +106,12 @@ def commit_directory(directory: Path) -> str:
     git(directory, "add", "-A")
     git(directory, "commit", "-q", "--allow-empty", "-m", "tree")
     return git(directory, "rev-parse", "HEAD").decode().strip()
+
+
+def image_of(source: Path) -> Path:
+    """Make `source` into source's sibling disk.img, quietly, at a fixed date (same tree, same bytes)."""
+    from docteur.make import make, parse_date
+
+    out = source.parent / "disk.img"
+    make(str(source), out, date=parse_date("2020-10-10T08:00:00+00:00"), quiet=True)
+    return out
