@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -107,6 +109,32 @@ def _check_trees(pack: Path, idx: bytes, commit: bytes) -> None:
             mm.close()
 
 
+SCRATCH_PREFIX = "docteur-make-"
+
+
+def _remove_abandoned_scratch() -> None:
+    """Remove scratch directories of makes that were killed (SIGKILL skips every cleanup).
+
+    A scratch directory is named after its make's pid: one whose process is gone is removed. A pid
+    reused by another process keeps its directory, which is the safe side.
+    """
+    root = Path(tempfile.gettempdir())
+    for leftover in root.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = leftover.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and leftover.is_dir() and not _alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def make(
     source: str,
     output: str | Path,
@@ -122,7 +150,8 @@ def make(
     when = date if date is not None else datetime.now().astimezone()
     output = Path(output)
     progress = Progress(not quiet)
-    with tempfile.TemporaryDirectory(prefix="docteur-make-") as scratch:
+    _remove_abandoned_scratch()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
         workdir = Path(scratch)
         snapshot = _snapshot(source, branch, history, when, workdir, progress, warn)
         pack, idx = build_pack(snapshot, workdir, progress.enabled, warn)

@@ -218,3 +218,21 @@ def test_unwritable_output_is_a_one_line_error(case: str) -> None:
     assert out.stderr.decode() == f"docteur-make: error: {target}: {reason}\n"
     assert sorted(p.name for p in root.iterdir()) == ["src"]
     shutil.rmtree(root)
+
+
+def test_scratch_of_a_killed_make_is_removed_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile caches TMPDIR: read it again
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    abandoned = scratch / f"docteur-make-{dead.pid}-abcd1234"
+    (abandoned / "staging.git").mkdir(parents=True)
+    living = scratch / f"docteur-make-{os.getpid()}-efgh5678"  # this process: alive, kept
+    living.mkdir()
+    write_tree(tmp_path / "d", {b"f": (FILE, b"x")})
+    make(str(tmp_path / "d"), tmp_path / "o.img", date=parse_date("2020-10-10T08:00:00Z"), quiet=True)
+    assert sorted(p.name for p in scratch.iterdir()) == [living.name]
