@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from gitservers import make_repo
-from trees import DIR, EXEC, FILE, LINK, write_tree
+from trees import DIR, EXEC, FILE, LINK, image_of, write_tree
 
 import docteur
 from docteur.git.objects import OFS_DELTA, REF_DELTA
@@ -35,12 +35,9 @@ SPEC = {
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from docteur.make import make, parse_date
-
     root = tmp_path_factory.mktemp("reader")
     write_tree(root / "src", SPEC)
-    make(str(root / "src"), root / "disk.img", date=parse_date("2020-10-10T08:00:00+00:00"), quiet=True)
-    return root / "disk.img"
+    return image_of(root / "src")
 
 
 @pytest.fixture
