@@ -11,3 +11,7 @@ class CorruptImageError(DocteurError):
 
 class SourceError(DocteurError):
     """A source given to docteur-make cannot be read (missing, unknown ref, unreachable, refused)."""
+
+
+class RemoteError(DocteurError):
+    """An image read over the network cannot be read: unreachable, refused, misbehaving, or changed."""
