@@ -35,10 +35,10 @@ def image_of(corpus: Corpus) -> Made:
     subprocess.run(["git", "init", "-q", "--bare", str(peer)], check=True)
     data = image.read_bytes()
     with docteur.open(image) as img:
-        sections = img.sections
+        placement = img.placement
         packs = peer / "objects" / "pack"
-        (packs / "pack-image.pack").write_bytes(data[28 : 28 + sections.pack_length])
-        (packs / "pack-image.idx").write_bytes(data[sections.idx_offset : sections.idx_end])
+        (packs / "pack-image.pack").write_bytes(data[28 : 28 + placement.pack_length])
+        (packs / "pack-image.idx").write_bytes(data[placement.idx_offset : placement.idx_end])
         ids = [img.stat(path).oid for path, _ in img.read_all()]
         first = next(f"{d}/{files[0]}".lstrip("/") for d, _, files in img.walk() if files)
     blobs = where / "blobs.txt"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
 import shutil
 import sys
@@ -79,15 +77,14 @@ def _check_trees(pack: Path, idx: bytes, commit: bytes) -> None:
     Git itself packs such trees (they can be forged with `git hash-object --literally`); an image must
     never hold one, so every tree reachable from the commit is parsed once here, from the new PACK.
     """
+    from docteur.bytesource.mapped import MappedFile
+    from docteur.bytesource.memory import InMemory
     from docteur.git.objects import MODE_DIR, TREE, parse_commit, parse_valid_tree
     from docteur.idx.reader import PackIndex
     from docteur.pack.reader import PackReader
 
-    with pack.open("rb") as f:
-        mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-    reader = None
-    try:
-        reader = PackReader(memoryview(mm), PackIndex(memoryview(idx)))
+    with MappedFile(pack) as source:
+        reader = PackReader(source, PackIndex(InMemory(idx)))
         pending = [bytes.fromhex(parse_commit(commit.hex(), reader.get(commit)[1]).tree)]
         seen: set[bytes] = set()
         while pending:
@@ -103,10 +100,6 @@ def _check_trees(pack: Path, idx: bytes, commit: bytes) -> None:
             except CorruptImageError as e:
                 raise SourceError(f"malformed source: {e}") from None
             pending.extend(e.oid for e in entries if e.mode == MODE_DIR)
-    finally:
-        del reader
-        with contextlib.suppress(BufferError):  # a slice may outlive us in a traceback
-            mm.close()
 
 
 SCRATCH_PREFIX = "docteur-make-"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import mmap
 import os
 import struct
 import zlib
 from dataclasses import dataclass, field
 
+from docteur.bytesource import ByteSource, chunks
+from docteur.bytesource.mapped import MappedFile
 from docteur.errors import CorruptImageError
 from docteur.git.objects import (
     BLOB,
@@ -24,7 +25,7 @@ from docteur.git.objects import (
     tree_problems,
 )
 from docteur.idx.reader import PackIndex
-from docteur.image.format import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, PACK_OFFSET, Sections, align, locate
+from docteur.image.format import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, PACK_OFFSET, Placement, align, locate
 from docteur.pack.delta import apply_delta
 from docteur.pack.reader import PackReader
 
@@ -46,28 +47,50 @@ class Report:
         return not self.problems
 
 
-def _is_zero(region: memoryview) -> bool:
-    return not bytes(region).strip(b"\0")
+def _is_zero(source: ByteSource, start: int, end: int) -> bool:
+    return all(not bytes(piece).strip(b"\0") for piece in chunks(source, start, end - start))
 
 
-def _inflate_exactly(raw: memoryview, size: int) -> bytes:
+def _sha1(source: ByteSource, start: int, end: int) -> bytes:
+    h = hashlib.sha1()
+    for piece in chunks(source, start, end - start):
+        h.update(piece)
+    return h.digest()
+
+
+def _crc32(source: ByteSource, start: int, end: int) -> int:
+    crc = 0
+    for piece in chunks(source, start, end - start):
+        crc = zlib.crc32(piece, crc)
+    return crc
+
+
+def _inflate_exactly(source: ByteSource, start: int, end: int, size: int) -> bytes:
     """Inflate a whole entry's data: it must give `size` bytes and end exactly where the entry ends."""
     d = zlib.decompressobj()
+    out: list[bytes] = []
+    got = 0
     try:
-        data = d.decompress(raw, size + 1)
+        for piece in chunks(source, start, end - start):
+            if d.eof:
+                raise CorruptImageError("data is followed by stray bytes")
+            out.append(d.decompress(piece, size + 1 - got))
+            got += len(out[-1])
+            if got > size or d.unconsumed_tail:
+                raise CorruptImageError(f"data inflates to more than the {size} bytes declared")
     except zlib.error as e:
         raise CorruptImageError(f"data does not inflate: {e}") from None
-    if len(data) != size or not d.eof:
-        raise CorruptImageError(f"data inflates to {len(data)} bytes, {size} declared")
-    if d.unused_data or d.unconsumed_tail:
+    if got != size or not d.eof:
+        raise CorruptImageError(f"data inflates to {got} bytes, {size} declared")
+    if d.unused_data:
         raise CorruptImageError("data is followed by stray bytes")
-    return data
+    return b"".join(out)
 
 
 class _Checker:
-    def __init__(self, report: Report, buf: memoryview, device: bool) -> None:
+    def __init__(self, report: Report, source: ByteSource, device: bool) -> None:
         self.report = report
-        self.buf = buf
+        self.source = source
         self.device = device
         self.kinds: dict[bytes, int] = {}
         # Where each checked object lies: the walk reads them from there, not through the IDX lookup,
@@ -77,7 +100,7 @@ class _Checker:
     def problem(self, text: str) -> None:
         self.report.problems.append(text)
 
-    def layout(self, sections: Sections) -> None:
+    def layout(self, sections: Placement) -> None:
         if sections.stored_idx_offset != sections.idx_offset:
             self.problem(
                 f"header names IDX offset {sections.stored_idx_offset}, "
@@ -87,15 +110,15 @@ class _Checker:
         block = self._block_size(pack_end, sections.idx_offset, sections.idx_end)
         if block is None:
             self.problem(
-                f"IDX offset {sections.idx_offset} and image size {len(self.buf)} are not the PACK's and the "
-                "IDX's ends rounded up to one block size"
+                f"IDX offset {sections.idx_offset} and image size {self.source.size} are not the PACK's and "
+                "the IDX's ends rounded up to one block size"
             )
             block = MIN_BLOCK_SIZE
         self.report.block_size = block
-        if not _is_zero(self.buf[pack_end : sections.idx_offset]):
+        if not _is_zero(self.source, pack_end, sections.idx_offset):
             self.problem("padding between the PACK and the IDX is not all zeros")
-        end = align(sections.idx_end, block) if self.device else len(self.buf)
-        if not _is_zero(self.buf[sections.idx_end : end]):
+        end = align(sections.idx_end, block) if self.device else self.source.size
+        if not _is_zero(self.source, sections.idx_end, end):
             self.problem("padding after the IDX is not all zeros")
 
     def _block_size(self, pack_end: int, idx_offset: int, idx_end: int) -> int | None:
@@ -106,7 +129,7 @@ class _Checker:
         """
         found = None
         block = MIN_BLOCK_SIZE
-        size = len(self.buf)
+        size = self.source.size
         while block <= MAX_BLOCK_SIZE:
             idx_ok = idx_offset % block == 0 and 0 <= idx_offset - pack_end <= block
             size_ok = self.device or (size % block == 0 and 0 <= size - idx_end <= block)
@@ -115,13 +138,14 @@ class _Checker:
             block <<= 1
         return found
 
-    def checksums(self, pack: memoryview, index: PackIndex) -> None:
-        version, count = struct.unpack_from(">II", pack, 4)
+    def checksums(self, sections: Placement, index: PackIndex) -> None:
+        end = PACK_OFFSET + sections.pack_length
+        version, count = struct.unpack(">II", self.source.read(PACK_OFFSET + 4, 8))
         if version not in (2, 3):
             self.problem(f"unsupported PACK version {version}")
         if count != index.count:
             self.problem(f"PACK holds {count} objects, IDX lists {index.count}")
-        if hashlib.sha1(pack[:-20]).digest() != bytes(pack[-20:]):
+        if _sha1(self.source, PACK_OFFSET, end - 20) != bytes(self.source.read(end - 20, 20)):
             self.problem("PACK checksum mismatch")
         if not index.checksum_ok():
             self.problem("IDX checksum mismatch")
@@ -142,7 +166,7 @@ class _Checker:
             if not 12 <= offset < end:
                 self.problem(f"{where}: offset outside the PACK or shared with another object")
                 continue
-            if zlib.crc32(reader.buf[offset:end]) != crc:
+            if _crc32(self.source, PACK_OFFSET + offset, PACK_OFFSET + end) != crc:
                 self.problem(f"{where}: CRC32 mismatch")
                 continue
             try:
@@ -160,7 +184,7 @@ class _Checker:
     @staticmethod
     def _resolve(reader: PackReader, offset: int, end: int) -> tuple[int, bytes]:
         _, size, pos, base = reader.entry_header(offset)
-        data = _inflate_exactly(reader.buf[pos:end], size)
+        data = _inflate_exactly(reader.source, reader.at + pos, reader.at + end, size)
         if base is None:
             kind = reader.entry_header(offset)[0]
         else:
@@ -197,32 +221,29 @@ class _Checker:
 
 def verify(path: str) -> Report:
     report = Report(path)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        device = not os.path.isfile(path)
-        size = os.lseek(fd, 0, os.SEEK_END)
-        if size == 0:
-            report.problems.append("image is empty")
-            return report
-        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mm:
-            report.size = size
-            _check(report, memoryview(mm), device)
-    finally:
-        os.close(fd)
+        source = MappedFile(path)
+    except CorruptImageError as e:
+        report.problems.append(str(e))
+        return report
+    with source:
+        report.size = source.size
+        _check(report, source, device=not os.path.isfile(path))
     if len(report.problems) > MAX_PROBLEMS:
         more = len(report.problems) - MAX_PROBLEMS
         report.problems[MAX_PROBLEMS:] = [f"... and {more} more problems"]
     return report
 
 
-def _check(report: Report, buf: memoryview, device: bool) -> None:
-    checker = _Checker(report, buf, device)
+def _check(report: Report, source: ByteSource, device: bool) -> None:
+    checker = _Checker(report, source, device)
     try:
-        sections, index = locate(buf)
+        sections, index = locate(source)
         checker.layout(sections)
-        pack = buf[PACK_OFFSET : PACK_OFFSET + sections.pack_length]
-        checker.checksums(pack, index)
-        reader = PackReader(pack, index, cache_bytes=_VERIFY_CACHE_BYTES)
+        checker.checksums(sections, index)
+        reader = PackReader(
+            source, index, at=PACK_OFFSET, length=sections.pack_length, cache_bytes=_VERIFY_CACHE_BYTES
+        )
         checker.objects(reader, index)
         report.info = checker.reachable(reader, sections.commit)
     except CorruptImageError as e:

@@ -81,14 +81,13 @@ def test_bounded_layout_cache_and_mapping_read_the_same(image: Path) -> None:
         expected = read_image_tree(img)
     released = []
     with docteur.open(image, layout_entries=4, cache_bytes=2048, mapped_bytes=1) as img:
-        real_release = img._pack._release
-        assert real_release is not None
+        real_release = img.source.release
 
         def counting_release() -> None:
             released.append(1)
             real_release()
 
-        img._pack._release = counting_release
+        img.source.release = counting_release  # type: ignore[method-assign]
         for _ in range(2):
             assert read_image_tree(img) == expected
             assert dict(img.read_all()) == {p.decode(): c for p, (m, c) in expected.items() if m != 0o40000}
@@ -126,7 +125,7 @@ def test_stat_size_of_a_delta_with_a_long_deflate_header(make_image, tmp_path: P
             kind, _, pos, _ = reader.entry_header(offset)
             if kind == OFS_DELTA:
                 # The first 64 bytes of this stream do not inflate to the delta's two sizes.
-                long_headers += len(zlib.decompressobj().decompress(reader.buf[pos : pos + 64], 24)) < 20
+                long_headers += len(zlib.decompressobj().decompress(reader.read(pos, 64), 24)) < 20
         assert long_headers, "the image should hold a delta whose deflate header is long"
         for name in ("a.txt", "b.txt"):
             assert img.stat(name).size == len(img.read(name))

@@ -13,6 +13,7 @@ from gitservers import Executable, Symlink, make_repo
 from trees import FILE, LINK, write_tree
 
 import docteur
+from docteur.bytesource.memory import InMemory
 from docteur.image.format import PACK_OFFSET, align, locate
 from docteur.verify import verify
 
@@ -27,7 +28,7 @@ SAMPLE = {
 def split_image(image: Path, into: Path) -> tuple[Path, Path]:
     """Cut the PACK and the IDX out of an image, by the header and the IDX alone."""
     data = image.read_bytes()
-    sections, _ = locate(memoryview(data))
+    sections, _ = locate(InMemory(data))
     pack = into / "cut.pack"
     idx = into / "cut.idx"
     pack.write_bytes(data[PACK_OFFSET : PACK_OFFSET + sections.pack_length])
@@ -46,7 +47,7 @@ def test_layout_header_padding_and_alignment(make_image, sample_dir: Path, block
     image = make_image(sample_dir, block_size=block_size)
     data = image.read_bytes()
     commit, idx_offset = struct.unpack_from("<20sq", data)
-    sections, index = locate(memoryview(data))
+    sections, index = locate(InMemory(data))
     with docteur.open(image) as img:
         assert commit.hex() == img.commit
     assert data[PACK_OFFSET : PACK_OFFSET + 4] == b"PACK"
@@ -86,7 +87,7 @@ def test_reader_accepts_ocaml_docteurs_off_by_one_block_offset(make_image, tmp_p
         write_tree(tmp_path / f"d{size}", {b"f": (FILE, rng.randbytes(size))})
         image = make_image(tmp_path / f"d{size}")
         data = bytearray(image.read_bytes())
-        sections, _ = locate(memoryview(bytes(data)))
+        sections, _ = locate(InMemory(bytes(data)))
         legacy = align(sections.pack_length, 512)
         if legacy != sections.idx_offset:
             break
@@ -153,6 +154,6 @@ def test_image_is_no_larger_than_git_pack_objects(make_image, tmp_path: Path) ->
         capture_output=True,
         check=True,
     ).stdout
-    sections, index = locate(memoryview(image.read_bytes()))
+    sections, index = locate(InMemory(image.read_bytes()))
     assert sections.pack_length <= len(peer)
     assert image.stat().st_size <= align(PACK_OFFSET + len(peer), 512) + align(index.length, 512)

@@ -12,8 +12,8 @@ from gitservers import make_repo
 from trees import DIR, EXEC, FILE, LINK, image_of, write_tree
 
 import docteur
+from docteur.bytesource.memory import InMemory
 from docteur.git.objects import OFS_DELTA, REF_DELTA
-from docteur.idx.reader import PackIndex
 from docteur.image.writer import write_image
 from docteur.pack.reader import PackReader
 
@@ -222,8 +222,9 @@ def test_errors_are_docteur_errors() -> None:
 
 
 def test_pack_reader_rejects_a_non_pack(image: Path) -> None:
-    data = memoryview(bytearray(image.read_bytes()))
+    data = image.read_bytes()
     with docteur.open(image) as img:
-        index = PackIndex(memoryview(bytes(img._pack.index.buf)))
-    with pytest.raises(docteur.CorruptImageError):
-        PackReader(data[:64], index)
+        index = img._pack.index
+        for source in (InMemory(data[:40]), InMemory(data[:28] + b"JUNK" + data[32:])):
+            with pytest.raises(docteur.CorruptImageError):
+                PackReader(source, index, at=28)

@@ -10,7 +10,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     Buffer = bytes | memoryview
 
@@ -48,3 +48,15 @@ class ByteSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def chunks(source: ByteSource, offset: int, length: int, size: int = 1 << 20) -> Iterator[Buffer]:
+    """The bytes at [offset, offset + length) in reads of at most `size` bytes (bounded memory for
+    checksums and copies of whole parts); stops early where the source ends."""
+    end = offset + length
+    while offset < end:
+        piece = source.read(offset, min(size, end - offset))
+        if not piece:
+            return
+        yield piece
+        offset += len(piece)

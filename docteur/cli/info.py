@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from docteur.fs.image import Image
 from docteur.git.objects import MODE_DIR, MODE_GITLINK, MODE_LINK, parse_commit
-from docteur.image.format import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, PACK_OFFSET, Sections
+from docteur.image.format import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, PACK_OFFSET, Placement
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Summary:
         return asdict(self)
 
 
-def infer_block_size(sections: Sections, size: int | None) -> int | None:
+def infer_block_size(sections: Placement, size: int | None) -> int | None:
     """The largest power of two the layout is aligned to: the IDX starts on it less than one block after
     the PACK ends, and (for a regular file, whose size is known) the image ends on it after the IDX."""
     pack_end = PACK_OFFSET + sections.pack_length
@@ -90,7 +90,7 @@ def summarize(img: Image) -> Summary:
                 pending.append(f"{directory}/{name}" if directory else name)
             content += st.size
     size, regular = _size_of(img.path)
-    sections = img.sections
+    sections = img.placement
     when = datetime.fromtimestamp(img.info.commit_time, UTC)
     return Summary(
         image=img.path,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
-import mmap
 import os
 from collections import namedtuple
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
+from docteur.bytesource import ByteSource
+from docteur.bytesource.mapped import DEFAULT_MAPPED_BYTES, MappedFile
 from docteur.errors import CorruptImageError
 from docteur.fs.layout import DEFAULT_MAX_ENTRIES, Layout, is_dir, normalize, shown
 from docteur.git.objects import (
@@ -26,13 +26,8 @@ from docteur.git.objects import (
     parse_commit,
     tree_rows,
 )
-from docteur.image.format import PACK_OFFSET, Sections, locate
-from docteur.pack.reader import (
-    DEFAULT_CACHE_BYTES,
-    DEFAULT_MAPPED_BYTES,
-    DEFAULT_MAX_OBJECT_SIZE,
-    PackReader,
-)
+from docteur.image.format import PACK_OFFSET, Placement, locate
+from docteur.pack.reader import DEFAULT_CACHE_BYTES, DEFAULT_MAX_OBJECT_SIZE, PackReader
 from docteur.pack.store import ObjectStore
 
 # read_all() gathers this many paths, then reads them in PACK order.
@@ -124,31 +119,20 @@ class Image:
         layout_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         self.path = os.fspath(path)
-        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        self.source: ByteSource = MappedFile(self.path, mapped_bytes=mapped_bytes)
         try:
-            size = os.lseek(fd, 0, os.SEEK_END)  # st_size is 0 for a block device
-            if size == 0:
-                raise CorruptImageError(f"{self.path} is empty")
-            self._mmap = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-        finally:
-            os.close(fd)
-        self._views: list[memoryview] = []
-        try:
-            whole = self._view(memoryview(self._mmap))
-            self.sections: Sections
-            self.sections, index = locate(whole)
-            self._views.append(index.buf)
-            pack_view = self._view(whole[PACK_OFFSET : PACK_OFFSET + self.sections.pack_length])
+            self.placement: Placement
+            self.placement, index = locate(self.source)
             self._pack = PackReader(
-                pack_view,
+                self.source,
                 index,
+                at=PACK_OFFSET,
+                length=self.placement.pack_length,
                 cache_bytes=cache_bytes,
                 max_object_size=max_object_size,
-                mapped_bytes=mapped_bytes,
-                release=self._release_pages(),
             )
-            self.commit = self.sections.commit.hex()
-            kind, data = self._get(self.sections.commit, "commit")
+            self.commit = self.placement.commit.hex()
+            kind, data = self._get(self.placement.commit, "commit")
             if kind != COMMIT:
                 raise CorruptImageError(f"header names {self.commit}, which is not a commit")
             self.info: CommitInfo = parse_commit(self.commit, data)
@@ -158,17 +142,6 @@ class Image:
         self.tree = self.info.tree
         self.objects = ObjectStore(self._pack)
         self._layout = Layout(bytes.fromhex(self.tree), self._tree_rows, layout_entries)
-
-    def _release_pages(self) -> Callable[[], None] | None:
-        """Hand the mapping's resident pages back to the page cache (Linux): they fault in again on use."""
-        dontneed = getattr(mmap, "MADV_DONTNEED", None)
-        if dontneed is None:
-            return None
-        return lambda: self._mmap.madvise(dontneed)
-
-    def _view(self, view: memoryview) -> memoryview:
-        self._views.append(view)
-        return view
 
     def _get(self, oid: bytes, what: str) -> tuple[int, bytes]:
         try:
@@ -185,12 +158,7 @@ class Image:
     # -- lifetime ------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        for view in reversed(self._views):
-            view.release()
-        self._views.clear()
-        # A slice may still live (e.g. in a traceback): the mapping then goes when it does.
-        with contextlib.suppress(BufferError):
-            self._mmap.close()
+        self.source.close()
 
     def __enter__(self) -> Image:
         return self

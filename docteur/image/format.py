@@ -10,10 +10,10 @@ IDX    the pack index, version 2
 
 from __future__ import annotations
 
-import mmap
 import struct
 from collections import namedtuple
 
+from docteur.bytesource import ByteSource
 from docteur.errors import CorruptImageError
 from docteur.idx.reader import MAGIC as IDX_MAGIC
 from docteur.idx.reader import PackIndex
@@ -38,8 +38,8 @@ def encode_header(commit: bytes, idx_offset: int) -> bytes:
     return HEADER.pack(commit, idx_offset)
 
 
-class Sections(namedtuple("Sections", "commit stored_idx_offset idx_offset idx_length pack_length")):
-    """Where the parts of an image lie; every length comes from the header and the IDX."""
+class Placement(namedtuple("Placement", "commit stored_idx_offset idx_offset idx_length pack_length")):
+    """Where the header's parts lie (the PACK and the IDX); every length comes from the header and the IDX."""
 
     __slots__ = ()
     commit: bytes
@@ -65,40 +65,41 @@ def _idx_candidates(stored: int) -> list[int]:
     return candidates
 
 
-def _pack_end(buf: memoryview, idx_offset: int, pack_checksum: bytes) -> int:
+def _pack_end(source: ByteSource, idx_offset: int, pack_checksum: bytes) -> int:
     """End of the PACK: its trailing checksum is the last non-zero data before the IDX's padding."""
     end = idx_offset
     while end > PACK_OFFSET:
         start = max(PACK_OFFSET, end - 4096)
-        stripped = len(bytes(buf[start:end]).rstrip(b"\0"))
+        stripped = len(bytes(source.read(start, end - start)).rstrip(b"\0"))
         if stripped:
             end = start + stripped
             break
         end = start
     # The checksum may itself end in zero bytes: it ends somewhere in [end, end + 20).
+    tail_at = max(PACK_OFFSET, end - 20)
+    tail = bytes(source.read(tail_at, min(end + 20, idx_offset) - tail_at))
     for candidate in range(end, min(end + 20, idx_offset) + 1):
-        if candidate - 20 >= PACK_OFFSET and buf[candidate - 20 : candidate] == pack_checksum:
+        if (
+            candidate - 20 >= PACK_OFFSET
+            and tail[candidate - 20 - tail_at : candidate - tail_at] == pack_checksum
+        ):
             return candidate
     raise CorruptImageError("the PACK's checksum does not match the one the IDX records")
 
 
-def locate(buf: memoryview) -> tuple[Sections, PackIndex]:
+def locate(source: ByteSource) -> tuple[Placement, PackIndex]:
     """Parse the header, find the IDX (tolerating OCaml docteur's off-by-one-block offset) and the PACK."""
-    if len(buf) < PACK_OFFSET + 32:
+    head = bytes(source.read(0, PACK_OFFSET))
+    if len(head) < PACK_OFFSET or source.size < PACK_OFFSET + 32:
         raise CorruptImageError("image is too small to hold a header and a PACK")
-    commit, stored = HEADER.unpack_from(buf, 0)
-    if not PACK_OFFSET < stored < len(buf):
+    commit, stored = HEADER.unpack(head)
+    if not PACK_OFFSET < stored < source.size:
         raise CorruptImageError(f"header names IDX offset {stored}, outside the image")
     for offset in _idx_candidates(stored):
-        if buf[offset : offset + 4] == IDX_MAGIC:
+        if bytes(source.read(offset, 4)) == IDX_MAGIC:
             break
     else:
         raise CorruptImageError(f"no pack index at offset {stored} named by the header")
-    owner = buf.obj
-    # When `buf` views a whole bytes or mmap object, the index searches its names table in place.
-    whole = isinstance(owner, bytes | bytearray | mmap.mmap) and len(owner) == buf.nbytes
-    origin = (owner, offset) if whole else None
-    index = PackIndex(buf[offset:], origin=origin, pack_bound=offset - PACK_OFFSET)
-    pack_end = _pack_end(buf, offset, index.pack_checksum)
-    sections = Sections(commit, stored, offset, index.length, pack_end - PACK_OFFSET)
-    return sections, index
+    index = PackIndex(source, offset, pack_bound=offset - PACK_OFFSET)
+    pack_end = _pack_end(source, offset, index.pack_checksum)
+    return Placement(commit, stored, offset, index.length, pack_end - PACK_OFFSET), index

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from docteur.bytesource.memory import InMemory
 from docteur.errors import DocteurError
 from docteur.idx.reader import PackIndex
 from docteur.idx.writer import encode_index
@@ -99,7 +100,7 @@ def _concatenate(packs: list[tuple[Path, bytes]], out: Path) -> tuple[Path, byte
     Entries are copied unchanged: an OFS_DELTA names its base by a distance back from itself, which
     holds since each pack's entries stay together, and an entry's CRC32 covers only its own bytes.
     """
-    indexes = [PackIndex(memoryview(idx)) for _, idx in packs]
+    indexes = [PackIndex(InMemory(idx)) for _, idx in packs]
     header = PACK_MAGIC + struct.pack(">II", 2, sum(index.count for index in indexes))
     sha = hashlib.sha1(header)
     rows: list[tuple[bytes, int, int]] = []

@@ -1,4 +1,4 @@
-"""Read objects out of a PACK held in memory (an mmap'd image), resolving delta chains.
+"""Read objects out of a PACK through a byte source, resolving delta chains.
 
 Every read is bounded: declared sizes are checked against a maximum object size, inflation never produces
 more than the declared size, delta chains are walked iteratively with cycle detection, and every offset is
@@ -11,6 +11,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 
+from docteur.bytesource import ByteSource
 from docteur.errors import CorruptImageError
 from docteur.git.objects import BLOB, COMMIT, OFS_DELTA, REF_DELTA, TAG, TREE, object_id
 from docteur.idx.reader import PackIndex
@@ -20,9 +21,6 @@ PACK_MAGIC = b"PACK"
 # Small by default: the cache serves repeated reads and delta bases, and a walk that reads everything
 # must not grow the process by more than this (issue 3, goal 4).
 DEFAULT_CACHE_BYTES = 4 << 20
-# How much of the mapped PACK may stay resident before its pages are handed back (they remain in the
-# page cache): RSS stays bounded whatever the image size.
-DEFAULT_MAPPED_BYTES = 4 << 20
 # What an entry costs the cache beyond its content: the bytes and tuple headers and the dict node.
 _ENTRY_OVERHEAD = 160
 DEFAULT_MAX_OBJECT_SIZE = 1 << 30
@@ -31,6 +29,8 @@ BASE_TYPES = (COMMIT, TREE, BLOB, TAG)
 # Objects up to this size inflate in one call, with no output bound: their input slice is at most about
 # 16 KiB, which no zlib stream can inflate past ~17 MiB. Larger ones stream with a bound.
 _ONE_SHOT = 16 << 10
+# An entry header is at most 10 bytes of type and size, then a base: 10 bytes of offset or a 20-byte id.
+_HEADER_MAX = 32
 
 
 class ObjectCache:
@@ -68,91 +68,99 @@ class ObjectCache:
 
 
 class PackReader:
-    """Objects of one PACK (`buf` holds exactly the PACK, trailer included), located through its index."""
+    """Objects of the PACK that lies at [`at`, `at + length`) of `source` (trailer included), located
+    through its index. Offsets are relative to the PACK's start, as in the IDX."""
 
     def __init__(
         self,
-        buf: memoryview,
+        source: ByteSource,
         index: PackIndex,
         *,
+        at: int = 0,
+        length: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         max_object_size: int = DEFAULT_MAX_OBJECT_SIZE,
-        mapped_bytes: int = DEFAULT_MAPPED_BYTES,
-        release: Callable[[], None] | None = None,
     ) -> None:
-        """`release`, when given, drops the resident pages of the mapping `buf` views; it is called each
-        time about `mapped_bytes` of object data have been read since the last call."""
-        if len(buf) < 32 or bytes(buf[:4]) != PACK_MAGIC:
+        length = source.size - at if length is None else length
+        if length < 32 or bytes(source.read(at, 4)) != PACK_MAGIC:
             raise CorruptImageError("no PACK signature after the header")
-        self.buf = buf
+        self.source = source
+        self.at = at
+        self.length = length
         self.index = index
-        self.end = len(buf) - 20  # objects end where the trailing checksum starts
+        self.end = length - 20  # objects end where the trailing checksum starts
         self.max_object_size = max_object_size
         self.cache = ObjectCache(cache_bytes)
+        # Where each entry ends, when the image records it (its extents section): reads then take exactly
+        # the entry's bytes, which a remote image fetches and nothing more.
+        self.entry_end: Callable[[int], int | None] | None = None
         # One bit per IDX position: set once that object's content hashed to its id. The IDX is not
         # checked at open, so a forged offset could otherwise serve another object's bytes.
         self._verified = bytearray((index.count + 7) // 8)
-        self._release = release
-        self._mapped_bytes = mapped_bytes
-        self._touched = 0
+
+    def read(self, pos: int, length: int) -> bytes | memoryview:
+        """`length` bytes of the PACK at `pos`, fewer where its objects end."""
+        return self.source.read(self.at + pos, min(length, self.end - pos))
 
     def entry_header(self, offset: int) -> tuple[int, int, int, int | bytes | None]:
         """(type, declared size, start of the zlib data, delta base: offset, raw id or None)."""
-        buf, end = self.buf, self.end
+        end = self.end
         if not 12 <= offset < end:
             raise CorruptImageError(f"object offset {offset} is outside the PACK")
-        byte = buf[offset]
+        head = self.source.read(self.at + offset, min(_HEADER_MAX, end - offset))
+        last = len(head)
+        byte = head[0]
         kind = (byte >> 4) & 7
         size = byte & 0x0F
-        shift, pos = 4, offset + 1
+        shift, pos = 4, 1
         while byte & 0x80:
-            if pos >= end or shift > 60:
+            if pos >= last or shift > 60:
                 raise CorruptImageError(f"truncated object header at {offset}")
-            byte = buf[pos]
+            byte = head[pos]
             size |= (byte & 0x7F) << shift
             shift += 7
             pos += 1
         if size > self.max_object_size:
             raise CorruptImageError(f"object at {offset} declares {size} bytes, over the maximum")
         if kind in BASE_TYPES:  # most objects: test them first
-            return kind, size, pos, None
+            return kind, size, offset + pos, None
         base: int | bytes
         if kind == OFS_DELTA:
-            if pos >= end:
+            if pos >= last:
                 raise CorruptImageError(f"truncated delta offset at {offset}")
-            byte = buf[pos]
+            byte = head[pos]
             pos += 1
             distance = byte & 0x7F
             while byte & 0x80:
-                if pos >= end or distance > end:
+                if pos >= last or distance > end:
                     raise CorruptImageError(f"bad delta base offset at {offset}")
-                byte = buf[pos]
+                byte = head[pos]
                 pos += 1
                 distance = ((distance + 1) << 7) | (byte & 0x7F)
             if not 0 < distance <= offset - 12:
                 raise CorruptImageError(f"delta at {offset} has its base outside the PACK")
             base = offset - distance
         elif kind == REF_DELTA:
-            if pos + 20 > end:
+            if pos + 20 > last:
                 raise CorruptImageError(f"truncated delta base id at {offset}")
-            base = bytes(buf[pos : pos + 20])
+            base = bytes(head[pos : pos + 20])
             pos += 20
         else:
             raise CorruptImageError(f"object at {offset} has unknown type {kind}")
-        return kind, size, pos, base
+        return kind, size, offset + pos, base
 
-    def inflate(self, pos: int, size: int) -> bytes:
-        """Exactly `size` bytes from the zlib stream at `pos`, never more (zlib bombs stop at size + 1)."""
+    def inflate(self, pos: int, size: int, stop: int | None = None) -> bytes:
+        """Exactly `size` bytes from the zlib stream at `pos`, never more (zlib bombs stop at size + 1).
+
+        `stop`, when known, is where the entry ends: no byte past it is read."""
         step = size + (size >> 6) + 64  # enough input for one call, even for stored (incompressible) data
-        self._touched += step
-        if self._touched > self._mapped_bytes and self._release is not None:
-            self._touched = 0
-            self._release()
+        if stop is not None:
+            step = min(step, stop - pos)
         if size <= _ONE_SHOT:
             try:
                 # 258 bytes of spare room: zlib's fast loop needs that much, and an exact-size buffer
                 # decoded its last 258 bytes symbol by symbol (15% slower on small files).
-                data = zlib.decompress(self.buf[pos : min(pos + step, self.end)], bufsize=size + 258)
+                data = zlib.decompress(self.read(pos, step), bufsize=size + 258)
             except zlib.error:
                 pass  # truncated input or corrupt data: the streaming path says which
             else:
@@ -162,11 +170,12 @@ class PackReader:
         d = zlib.decompressobj()
         out: list[bytes] = []
         got = 0
+        limit = self.end if stop is None else min(stop, self.end)
         try:
             while not d.eof:
-                if pos >= self.end:
-                    raise CorruptImageError("object data runs past the end of the PACK")
-                chunk = self.buf[pos : min(pos + step, self.end)]
+                if pos >= limit:
+                    raise CorruptImageError("object data runs past the end of its entry")
+                chunk = self.read(pos, min(step, limit - pos))
                 pos += len(chunk)
                 piece = d.decompress(chunk, size + 1 - got)
                 got += len(piece)
@@ -179,6 +188,9 @@ class PackReader:
             raise CorruptImageError("object inflates to less than its declared size")
         return out[0] if len(out) == 1 else b"".join(out)
 
+    def _stop(self, offset: int) -> int | None:
+        return None if self.entry_end is None else self.entry_end(offset)
+
     def base_offset(self, base: int | bytes) -> int:
         if isinstance(base, int):
             return base
@@ -187,8 +199,9 @@ class PackReader:
             raise CorruptImageError(f"delta base {base.hex()} is not in the image")
         return offset
 
-    def object_at(self, offset: int, keep: bool = True) -> tuple[int, bytes]:
-        """(type, content) of the object stored at `offset`, deltas resolved.
+    def object_at(self, offset: int, keep: bool = True, stop: int | None = None) -> tuple[int, bytes]:
+        """(type, content) of the object stored at `offset` (whose entry ends at `stop`, when the caller
+        knows), deltas resolved.
 
         The delta bases met on the way are cached; the object itself too unless `keep` is false (a reader
         going through everything once would only evict what others reuse).
@@ -198,31 +211,34 @@ class PackReader:
         if item is not None:
             return item
         kind, size, pos, base = self.entry_header(offset)
+        if stop is None:
+            stop = self._stop(offset)
         if base is None:  # most objects: no chain to follow
-            item = (kind, self.inflate(pos, size))
+            item = (kind, self.inflate(pos, size, stop))
             cache.put(offset, item, keep)
             return item
-        chain: list[tuple[int, int, int]] = []
+        chain: list[tuple[int, int, int, int | None]] = []
         seen: set[int] = set()
         at = offset
         while True:
             if base is None:
-                item = (kind, self.inflate(pos, size))
+                item = (kind, self.inflate(pos, size, stop))
                 cache.put(at, item)
                 break
             if at in seen or len(chain) >= MAX_CHAIN:
                 raise CorruptImageError(f"delta chain at {offset} loops or is too deep")
             seen.add(at)
-            chain.append((at, size, pos))
+            chain.append((at, size, pos, stop))
             at = self.base_offset(base)
             cached = cache.get(at)
             if cached is not None:
                 item = cached
                 break
             kind, size, pos, base = self.entry_header(at)
+            stop = self._stop(at)
         kind, data = item
-        for at, size, pos in reversed(chain):
-            data = apply_delta(data, self.inflate(pos, size), self.max_object_size)
+        for at, size, pos, stop in reversed(chain):
+            data = apply_delta(data, self.inflate(pos, size, stop), self.max_object_size)
             cache.put(at, (kind, data), keep or at != offset)
         return kind, data
 
@@ -258,7 +274,7 @@ class PackReader:
         head = b""
         try:
             while len(head) < 20 and not d.eof and pos < self.end:
-                chunk = self.buf[pos : min(pos + 256, self.end)]
+                chunk = self.read(pos, 256)
                 pos += len(chunk)
                 head += d.decompress(chunk, 20 - len(head))
         except zlib.error as e:

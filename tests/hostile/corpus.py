@@ -15,6 +15,7 @@ from pathlib import Path
 from gitservers import GIT_ISOLATION, Executable, Symlink, make_repo
 
 import docteur
+from docteur.bytesource.memory import InMemory
 from docteur.git.objects import MODE_DIR, OFS_DELTA, REF_DELTA
 from docteur.idx.reader import PackIndex
 from docteur.image.format import PACK_OFFSET, locate
@@ -132,9 +133,9 @@ def build_base(workdir: Path) -> Base:
     image = workdir / "base.img"
     make(str(repo.path), image, history=True, quiet=True, date=parse_date(DATE))
     expected = Expected(git_tree(repo.path, repo.head))
-    data = memoryview(image.read_bytes())
-    sections, index = locate(data)
-    pack = PackReader(data[PACK_OFFSET : PACK_OFFSET + sections.pack_length], index)
+    data = InMemory(image.read_bytes())
+    placement, index = locate(data)
+    pack = PackReader(data, index, at=PACK_OFFSET, length=placement.pack_length)
     deltas = sum(pack.entry_header(offset)[0] in (OFS_DELTA, REF_DELTA) for _, offset, _ in index.entries())
     with docteur.open(image) as img:
         assert img.commit == repo.head
@@ -143,5 +144,5 @@ def build_base(workdir: Path) -> Base:
 
 def index_of(image: bytes) -> tuple[int, int, PackIndex]:
     """(PACK end, IDX offset, IDX) of an honest image."""
-    sections, index = locate(memoryview(image))
-    return PACK_OFFSET + sections.pack_length, sections.idx_offset, index
+    placement, index = locate(InMemory(image))
+    return PACK_OFFSET + placement.pack_length, placement.idx_offset, index

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gitservers import GIT_ISOLATION
 
+from docteur.bytesource.memory import InMemory
 from docteur.git.objects import OFS_DELTA
 from docteur.idx.reader import LARGE_OFFSET_FLAG, PackIndex
 from docteur.idx.writer import encode_index
@@ -41,7 +42,7 @@ class Layout:
 
     @classmethod
     def of(cls, image: bytes) -> Layout:
-        sections, index = locate(memoryview(image))
+        sections, index = locate(InMemory(image))
         pack_end = PACK_OFFSET + sections.pack_length
         rows = sorted((offset, oid) for oid, offset, _ in index.entries())
         ends = [offset for offset, _ in rows[1:]] + [sections.pack_length - 20]
