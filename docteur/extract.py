@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 
+from docteur.fs.entry import is_dir, normalize
 from docteur.fs.image import Image
-from docteur.fs.layout import is_dir, normalize
 from docteur.git.objects import MODE_DIR, MODE_EXEC, MODE_LINK
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from docteur.blocksize import DEFAULT_BLOCK_SIZE, check_block_size
 from docteur.errors import CorruptImageError, DocteurError, SourceError
-from docteur.image.format import DEFAULT_BLOCK_SIZE, check_block_size
 from docteur.image.writer import write_image
 from docteur.pack.engine import build_pack
 from docteur.progress import Progress
+from docteur.sections.build import SectionData
 from docteur.source import Snapshot, spec
 
 
@@ -71,35 +72,28 @@ def _snapshot(
     return directory.stage(where.location, when, workdir, progress, warn)
 
 
-def _check_trees(pack: Path, idx: bytes, commit: bytes) -> None:
-    """Refuse a source whose trees the reader would reject ('..', '/', duplicates, bad order or modes).
+def _sections(pack: Path, idx: bytes, commit: bytes, index: bool) -> list[SectionData]:
+    """The image's sections, built from the new PACK; without `index`, the same tree checks alone.
 
-    Git itself packs such trees (they can be forged with `git hash-object --literally`); an image must
-    never hold one, so every tree reachable from the commit is parsed once here, from the new PACK.
+    Every tree reachable from the commit is parsed here: a source whose trees the reader would reject
+    ('..', '/', duplicates, bad order or modes: git packs such trees, which `git hash-object
+    --literally` can forge) is refused, since an image must never hold one.
     """
     from docteur.bytesource.mapped import MappedFile
     from docteur.bytesource.memory import InMemory
-    from docteur.git.objects import MODE_DIR, TREE, parse_commit, parse_valid_tree
     from docteur.idx.reader import PackIndex
     from docteur.pack.reader import PackReader
+    from docteur.sections.build import build_sections, check_trees
 
     with MappedFile(pack) as source:
         reader = PackReader(source, PackIndex(InMemory(idx)))
-        pending = [bytes.fromhex(parse_commit(commit.hex(), reader.get(commit)[1]).tree)]
-        seen: set[bytes] = set()
-        while pending:
-            tree = pending.pop()
-            if tree in seen:
-                continue
-            seen.add(tree)
-            kind, data = reader.get(tree)
-            if kind != TREE:
-                raise SourceError(f"object {tree.hex()} in the source should be a tree")
-            try:
-                entries = parse_valid_tree(data, tree.hex())
-            except CorruptImageError as e:
-                raise SourceError(f"malformed source: {e}") from None
-            pending.extend(e.oid for e in entries if e.mode == MODE_DIR)
+        try:
+            if not index:
+                check_trees(reader, [commit])
+                return []
+            return build_sections(reader, [commit])
+        except CorruptImageError as e:
+            raise SourceError(f"malformed source: {e}") from None
 
 
 SCRATCH_PREFIX = "docteur-make-"
@@ -136,9 +130,12 @@ def make(
     block_size: int = DEFAULT_BLOCK_SIZE,
     date: datetime | None = None,
     history: bool = False,
+    index: bool = True,
     quiet: bool = False,
     warn: Callable[[str], None] = _warn,
 ) -> Made:
+    """Make the image of `source` at `output`; without `index`, only what OCaml docteur writes (no
+    extension after the IDX)."""
     check_block_size(block_size)
     when = date if date is not None else datetime.now().astimezone()
     output = Path(output)
@@ -149,8 +146,8 @@ def make(
         snapshot = _snapshot(source, branch, history, when, workdir, progress, warn)
         pack, idx = build_pack(snapshot, workdir, progress.enabled, warn)
         commit = bytes.fromhex(snapshot.commit.decode())
-        _check_trees(pack, idx, commit)
+        sections = _sections(pack, idx, commit, index)
         progress.start("writing image")
-        size = write_image(output, commit, pack, idx, block_size)
+        size = write_image(output, commit, pack, idx, block_size, sections)
         progress.finish()
     return Made(snapshot.commit.decode(), len(snapshot.objects), size)

@@ -49,6 +49,17 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "disk.img"
 
 
+@pytest.fixture(scope="module")
+def plain_image(image: Path) -> Path:
+    """The same tree without a path index: lookups parse the trees into the trie."""
+    from docteur.make import make, parse_date
+
+    out = image.with_name("plain.img")
+    when = parse_date("2020-10-10T08:00:00+00:00")
+    make(str(image.parent / "src"), out, date=when, quiet=True, index=False)
+    return out
+
+
 def _walked(img: docteur.Image, top: str = "") -> dict[str, bytes]:
     out = {}
     for dirpath, _, files in img.walk(top):
@@ -76,11 +87,16 @@ def test_read_all_gives_every_file_once_in_pack_order(image: Path, monkeypatch: 
             list(img.read_all("nowhere"))
 
 
-def test_bounded_layout_cache_and_mapping_read_the_same(image: Path) -> None:
+@pytest.mark.parametrize("indexed", [True, False])
+def test_bounded_layout_cache_and_mapping_read_the_same(
+    image: Path, plain_image: Path, indexed: bool
+) -> None:
+    image = image if indexed else plain_image
     with docteur.open(image) as img:
         expected = read_image_tree(img)
     released = []
     with docteur.open(image, layout_entries=4, cache_bytes=2048, mapped_bytes=1) as img:
+        assert img.indexed == indexed
         real_release = img.source.release
 
         def counting_release() -> None:
@@ -91,8 +107,8 @@ def test_bounded_layout_cache_and_mapping_read_the_same(image: Path) -> None:
         for _ in range(2):
             assert read_image_tree(img) == expected
             assert dict(img.read_all()) == {p.decode(): c for p, (m, c) in expected.items() if m != 0o40000}
-        layout = img._layout
-        assert layout._entries <= 4 + max(len(img.listdir(d)) for d, _, _ in img.walk())
+        held = img._layout._index._cached_entries if indexed else img._layout._entries
+        assert held <= 4 + max(len(img.listdir(d)) for d, _, _ in img.walk())
         assert img._pack.cache.size <= 2048
     assert released  # pages were handed back while reading
 

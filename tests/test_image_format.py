@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
 import struct
@@ -13,8 +14,10 @@ from gitservers import Executable, Symlink, make_repo
 from trees import FILE, LINK, write_tree
 
 import docteur
+from docteur.blocksize import align
 from docteur.bytesource.memory import InMemory
-from docteur.image.format import PACK_OFFSET, align, locate
+from docteur.image.format import PACK_OFFSET, locate
+from docteur.sections.table import locate_table
 from docteur.verify import verify
 
 SAMPLE = {
@@ -44,19 +47,32 @@ def sample_dir(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("block_size", [512, 4096, 65536])
 def test_layout_header_padding_and_alignment(make_image, sample_dir: Path, block_size: int) -> None:
-    image = make_image(sample_dir, block_size=block_size)
-    data = image.read_bytes()
+    plain = make_image(sample_dir, block_size=block_size, index=False).read_bytes()
+    data = make_image(sample_dir, block_size=block_size).read_bytes()
     commit, idx_offset = struct.unpack_from("<20sq", data)
-    sections, index = locate(InMemory(data))
-    with docteur.open(image) as img:
-        assert commit.hex() == img.commit
+    placement, index = locate(InMemory(data))
+    with docteur.open(make_image(sample_dir, block_size=block_size)) as img:
+        assert commit.hex() == img.commit and img.indexed
     assert data[PACK_OFFSET : PACK_OFFSET + 4] == b"PACK"
-    assert idx_offset == sections.idx_offset == align(PACK_OFFSET + sections.pack_length, block_size)
+    assert idx_offset == placement.idx_offset == align(PACK_OFFSET + placement.pack_length, block_size)
     assert data[idx_offset : idx_offset + 4] == b"\xfftOc"
-    assert len(data) == align(sections.idx_end, block_size)
-    assert data[PACK_OFFSET + sections.pack_length : idx_offset].strip(b"\0") == b""
-    assert data[sections.idx_end :].strip(b"\0") == b""
+    assert data[PACK_OFFSET + placement.pack_length : idx_offset].strip(b"\0") == b""
     assert index.count == 7  # commit, 2 trees, 4 blobs
+    # Without the extension: exactly OCaml docteur's layout, and the first bytes of the indexed image.
+    assert len(plain) == align(placement.idx_end, block_size)
+    assert plain[placement.idx_end :].strip(b"\0") == b""
+    assert data[: len(plain)] == plain
+    # The extension: a table at the next block, sections on block boundaries, zeros between them.
+    table = locate_table(InMemory(data), placement.idx_end)
+    assert table is not None and table.offset == len(plain) and table.block_size == block_size
+    assert [s.name for s in table.sections] == ["paths"]
+    assert len(data) == align(table.end, block_size)
+    at = table.offset + table.length
+    for s in table.sections:
+        assert s.offset % block_size == 0 and data[at : s.offset].strip(b"\0") == b""
+        assert hashlib.sha256(data[s.offset : s.end]).digest() == s.checksum
+        at = s.end
+    assert data[at:].strip(b"\0") == b""
 
 
 def test_pack_and_idx_pass_git_from_a_directory(make_image, sample_dir: Path, tmp_path: Path) -> None:
@@ -154,6 +170,7 @@ def test_image_is_no_larger_than_git_pack_objects(make_image, tmp_path: Path) ->
         capture_output=True,
         check=True,
     ).stdout
-    sections, index = locate(InMemory(image.read_bytes()))
-    assert sections.pack_length <= len(peer)
-    assert image.stat().st_size <= align(PACK_OFFSET + len(peer), 512) + align(index.length, 512)
+    placement, index = locate(InMemory(image.read_bytes()))
+    assert placement.pack_length <= len(peer)
+    # The extension (the path index) comes on top, and is measured apart (make bench).
+    assert align(placement.idx_end, 512) <= align(PACK_OFFSET + len(peer), 512) + align(index.length, 512)

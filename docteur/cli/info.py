@@ -11,9 +11,10 @@ import stat as stat_module
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from docteur.blocksize import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE
 from docteur.fs.image import Image
 from docteur.git.objects import MODE_DIR, MODE_GITLINK, MODE_LINK, parse_commit
-from docteur.image.format import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, PACK_OFFSET, Placement
+from docteur.image.format import PACK_OFFSET, Placement
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,10 @@ class Summary:
     image_bytes: int
     pack_bytes: int
     idx_bytes: int
-    block_size: int | None  # inferred from the layout; None when no power of two fits
+    block_size: int | None  # recorded by the section table, else inferred; None when no power of two fits
     compression_ratio: float  # content_bytes / pack_bytes
+    indexed: bool  # lookups use the image's path index
+    sections: list[dict[str, int | str]]  # the extension's sections: name, offset, length
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -91,6 +94,11 @@ def summarize(img: Image) -> Summary:
             content += st.size
     size, regular = _size_of(img.path)
     sections = img.placement
+    table = img.sections
+    if table is not None:
+        block_size: int | None = table.block_size
+    else:
+        block_size = infer_block_size(sections, size if regular else None)
     when = datetime.fromtimestamp(img.info.commit_time, UTC)
     return Summary(
         image=img.path,
@@ -107,8 +115,13 @@ def summarize(img: Image) -> Summary:
         image_bytes=size,
         pack_bytes=sections.pack_length,
         idx_bytes=sections.idx_length,
-        block_size=infer_block_size(sections, size if regular else None),
+        block_size=block_size,
         compression_ratio=round(content / sections.pack_length, 3),
+        indexed=img.indexed,
+        sections=[
+            {"name": s.name, "offset": s.offset, "length": s.length}
+            for s in (table.sections if table is not None else ())
+        ],
     )
 
 
@@ -127,4 +140,10 @@ def describe(s: Summary) -> str:
         f"pack\t: {s.pack_bytes} bytes (ratio {s.compression_ratio:.2f})\n"
         f"idx\t: {s.idx_bytes} bytes\n"
         f"size\t: {s.image_bytes} bytes, block size {block}\n"
+        + "".join(
+            f"section\t: {x['name']}, {x['length']} bytes at {x['offset']}"
+            f" ({100 * int(x['length']) / s.image_bytes:.1f}% of the image)\n"
+            for x in s.sections
+        )
+        + ("" if s.sections else "section\t: none (no path index: lookups parse the trees)\n")
     )

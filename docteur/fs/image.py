@@ -11,30 +11,31 @@ from collections.abc import Iterator
 from docteur.bytesource import ByteSource
 from docteur.bytesource.mapped import DEFAULT_MAPPED_BYTES, MappedFile
 from docteur.errors import CorruptImageError
-from docteur.fs.layout import DEFAULT_MAX_ENTRIES, Layout, is_dir, normalize, shown
+from docteur.fs.entry import UNKNOWN, Entry, is_dir, normalize, not_a_directory, shown
+from docteur.fs.indexed import IndexedLayout
+from docteur.fs.layout import DEFAULT_MAX_ENTRIES, TrieLayout
 from docteur.git.objects import (
     BLOB,
     COMMIT,
-    MODE_DIR,
-    MODE_EXEC,
-    MODE_FILE,
     MODE_LINK,
     TREE,
     CommitInfo,
-    TreeEntry,
     TreeRow,
+    object_id,
     parse_commit,
     tree_rows,
 )
 from docteur.image.format import PACK_OFFSET, Placement, locate
 from docteur.pack.reader import DEFAULT_CACHE_BYTES, DEFAULT_MAX_OBJECT_SIZE, PackReader
 from docteur.pack.store import ObjectStore
+from docteur.sections import PATHS
+from docteur.sections.paths import PathIndex
+from docteur.sections.table import SectionTable, locate_table
 
 # read_all() gathers this many paths, then reads them in PACK order.
 READ_ALL_BATCH = 4096
-# Modes as tree rows spell them.
-_FILE_TEXTS = frozenset(b"%o" % mode for mode in (MODE_FILE, MODE_EXEC, MODE_LINK))
-_DIR_TEXT = b"%o" % MODE_DIR
+# Files read by location whose content hashed to its id lately: read again, they are not hashed again.
+_CHECKED = 4096
 
 
 class Stat(namedtuple("Stat", "mode size oid")):
@@ -104,6 +105,10 @@ class Image:
     Every length comes from the header and the IDX, never from the file size, so a block device padded
     with zeros (as a VM disk is) reads the same as the file it was copied from.
 
+    With a path index (the extension's paths section), a lookup is a search in the index's records,
+    read in place; without one (OCaml docteur's and older images), the trees are parsed into a trie as
+    they are needed. Either way every object served is checked against the id its commit's trees give.
+
     Memory stays bounded whatever the image size: `cache_bytes` of inflated objects (repeated reads,
     delta bases) plus the last object too large for them, about `mapped_bytes` of the mapped image
     resident at a time, and `layout_entries` directory entries parsed.
@@ -120,6 +125,7 @@ class Image:
     ) -> None:
         self.path = os.fspath(path)
         self.source: ByteSource = MappedFile(self.path, mapped_bytes=mapped_bytes)
+        self._checked: dict[int, bytes] = {}
         try:
             self.placement: Placement
             self.placement, index = locate(self.source)
@@ -131,17 +137,44 @@ class Image:
                 cache_bytes=cache_bytes,
                 max_object_size=max_object_size,
             )
+            self.sections: SectionTable | None = locate_table(self.source, self.placement.idx_end)
             self.commit = self.placement.commit.hex()
-            kind, data = self._get(self.placement.commit, "commit")
-            if kind != COMMIT:
-                raise CorruptImageError(f"header names {self.commit}, which is not a commit")
+            paths = self._path_index(layout_entries)
+            rooted = paths.root(self.placement.commit) if paths is not None else None
+            if rooted is not None:
+                data = rooted[0]
+            else:
+                kind, data = self._get(self.placement.commit, "commit")
+                if kind != COMMIT:
+                    raise CorruptImageError(f"header names {self.commit}, which is not a commit")
             self.info: CommitInfo = parse_commit(self.commit, data)
         except BaseException:
             self.close()
             raise
         self.tree = self.info.tree
         self.objects = ObjectStore(self._pack)
-        self._layout = Layout(bytes.fromhex(self.tree), self._tree_rows, layout_entries)
+        tree = bytes.fromhex(self.tree)
+        self._layout: IndexedLayout | TrieLayout
+        if rooted is not None and paths is not None:
+            self._layout = IndexedLayout(paths, rooted[1], tree)
+        else:
+            self._layout = TrieLayout(tree, self._tree_rows, layout_entries)
+
+    def _path_index(self, max_entries: int) -> PathIndex | None:
+        found = self.sections.find(PATHS) if self.sections is not None else None
+        if found is None:
+            return None
+        return PathIndex(self.source, found.offset, found.length, max_entries=max_entries)
+
+    @property
+    def end(self) -> int:
+        """Where the image's data ends (its last section, or its IDX): what a disk holding it must hold."""
+        return self.sections.end if self.sections is not None else self.placement.idx_end
+
+    @property
+    def indexed(self) -> bool:
+        """Whether lookups use the image's path index (else its trees are parsed as needed)."""
+        return isinstance(self._layout, IndexedLayout)
 
     def _get(self, oid: bytes, what: str) -> tuple[int, bytes]:
         try:
@@ -169,9 +202,43 @@ class Image:
     def __repr__(self) -> str:
         return f"<docteur.Image {self.path!r} commit={self.commit}>"
 
+    # -- objects ---------------------------------------------------------------------------------------
+
+    def _content(self, key: bytes, entry: Entry, keep: bool = True) -> bytes:
+        """The checked content of the file `entry` at path `key`."""
+        if entry.where == UNKNOWN:
+            i = self._pack.index.find(entry.oid)
+            if i < 0:
+                raise CorruptImageError(f"blob {entry.oid.hex()} is missing from the image")
+            kind, data = self._pack.get_at(i, entry.oid, keep)
+            if kind != BLOB:
+                raise CorruptImageError(f"{shown(key)}: object {entry.oid.hex()} should be a blob")
+            return data
+        stop = entry.where + entry.length if entry.length else None
+        kind, data = self._pack.object_at(entry.where, keep, stop)
+        if self._checked.get(entry.where) != entry.oid:
+            if kind != BLOB or len(data) != entry.size or object_id(BLOB, data) != entry.oid:
+                raise CorruptImageError(
+                    f"path index: {shown(key)}: the object where the index puts it is not blob "
+                    f"{entry.oid.hex()} of {entry.size} bytes"
+                )
+            if len(self._checked) >= _CHECKED:
+                del self._checked[next(iter(self._checked))]
+            self._checked[entry.where] = entry.oid
+        return data
+
+    def _offset(self, entry: Entry) -> int:
+        """Where a file's object lies in the PACK."""
+        if entry.where != UNKNOWN:
+            return entry.where
+        offset = self._pack.index.lookup(entry.oid)
+        if offset is None:
+            raise CorruptImageError(f"blob {entry.oid.hex()} is missing from the image")
+        return offset
+
     # -- paths ---------------------------------------------------------------------------------------
 
-    def _entry(self, path: str | bytes) -> tuple[bytes, TreeEntry]:
+    def _entry(self, path: str | bytes) -> tuple[bytes, Entry]:
         key = normalize(path)
         return key, self._layout.lookup(key)
 
@@ -179,10 +246,7 @@ class Image:
         key, entry = self._entry(path)
         if is_dir(entry.mode):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", shown(key))
-        kind, data = self._get(entry.oid, "blob")
-        if kind != BLOB:
-            raise CorruptImageError(f"{shown(key)}: object {entry.oid.hex()} should be a blob")
-        return key, data
+        return key, self._content(key, entry)
 
     def exists(self, path: str | bytes) -> bool:
         try:
@@ -196,13 +260,12 @@ class Image:
         _, entry = self._entry(path)
         return self._stat(entry)
 
-    def _stat(self, entry: TreeEntry) -> Stat:
+    def _stat(self, entry: Entry) -> Stat:
         if is_dir(entry.mode):
             return Stat(entry.mode, 0, entry.oid.hex())
-        offset = self._pack.index.lookup(entry.oid)
-        if offset is None:
-            raise CorruptImageError(f"blob {entry.oid.hex()} is missing from the image")
-        return Stat(entry.mode, self._pack.object_size(offset), entry.oid.hex())
+        if entry.size != UNKNOWN:
+            return Stat(entry.mode, entry.size, entry.oid.hex())
+        return Stat(entry.mode, self._pack.object_size(self._offset(entry)), entry.oid.hex())
 
     def read(self, path: str | bytes) -> bytes:
         """The content of a file (for a symlink: its target, as Git stores it)."""
@@ -216,7 +279,7 @@ class Image:
         key, entry = self._entry(path)
         if entry.mode != MODE_LINK:
             raise OSError(errno.EINVAL, "Not a symbolic link", shown(key))
-        return _name(self._blob(key)[1])
+        return _name(self._content(key, entry))
 
     def listdir(self, path: str | bytes = "") -> list[str]:
         return [_name(child.name) for child in self._layout.children(normalize(path))]
@@ -227,31 +290,18 @@ class Image:
     def walk(self, top: str | bytes = "") -> Iterator[tuple[str, list[str], list[str]]]:
         """Top-down like os.walk: (dirpath, dirnames, filenames); edit dirnames in place to prune."""
         start = normalize(top)
-        root_entry = self._layout.lookup(start)
-        if not is_dir(root_entry.mode):
-            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", shown(start))
-        # Each pending directory carries the tree ids above it: a forged tree that contains itself is an
-        # error, not an endless walk.
-        pending: list[tuple[bytes, frozenset[bytes]]] = [(start, frozenset({root_entry.oid}))]
+        if not is_dir(self._layout.lookup(start).mode):
+            raise not_a_directory(start)
+        pending = [start]
         while pending:
-            path, ancestors = pending.pop()
+            path = pending.pop()
             dirnames: list[str] = []
             filenames: list[str] = []
-            subdirs: dict[str, bytes] = {}
             for child in self._layout.children(path):
-                name = _name(child.name)
-                if is_dir(child.mode):
-                    if child.mode == MODE_DIR and child.oid in ancestors:
-                        raise CorruptImageError(f"tree {child.oid.hex()} contains itself")
-                    dirnames.append(name)
-                    subdirs[name] = child.oid
-                else:
-                    filenames.append(name)
+                (dirnames if is_dir(child.mode) else filenames).append(_name(child.name))
             yield _name(path), dirnames, filenames
             prefix = path + b"/" if path else b""
-            for name in reversed(dirnames):
-                raw = name.encode("utf-8", "surrogateescape")
-                pending.append((prefix + raw, ancestors | {subdirs.get(name, b"")}))
+            pending.extend(prefix + name.encode("utf-8", "surrogateescape") for name in reversed(dirnames))
 
     def read_all(self, top: str | bytes = "") -> Iterator[tuple[str, bytes]]:
         """(path, content) of every file below `top` (a symlink gives its target), in PACK order.
@@ -260,42 +310,20 @@ class Image:
         bases are still cached when their deltas come. Paths are gathered in batches of `READ_ALL_BATCH`
         files, each read in PACK order, so memory stays bounded whatever the image size.
         """
-        start = normalize(top)
-        root = self._layout.lookup(start)
-        if not is_dir(root.mode):
-            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", shown(start))
-        find, offset = self._pack.index.find, self._pack.index.offset  # bound once: the loop is hot
-        batch: list[tuple[int, int, bytes, bytes]] = []  # (PACK offset, IDX position, id, path)
-        # Tree ids above each pending directory: a forged tree that contains itself is an error.
-        pending: list[tuple[bytes, bytes, frozenset[bytes]]] = []
-        if root.mode == MODE_DIR:
-            pending.append((start, root.oid, frozenset({root.oid})))
-        while pending:
-            path, oid, ancestors = pending.pop()
-            prefix = path + b"/" if path else b""
-            for mode, name, child in reversed(self._tree_rows(oid)[0]):
-                if mode in _FILE_TEXTS:
-                    i = find(child)
-                    if i < 0:
-                        raise CorruptImageError(f"blob {child.hex()} is missing from the image")
-                    batch.append((offset(i), i, child, prefix + name))
-                elif mode == _DIR_TEXT:
-                    if child in ancestors:
-                        raise CorruptImageError(f"tree {child.hex()} contains itself")
-                    pending.append((prefix + name, child, ancestors | {child}))
-            if len(batch) >= READ_ALL_BATCH or not pending:
+        batch: list[tuple[int, bytes, Entry]] = []
+        for path, entry in self._layout.files(normalize(top)):
+            batch.append((self._offset(entry), path, entry))
+            if len(batch) >= READ_ALL_BATCH:
                 yield from self._read_batch(batch)
                 batch = []
+        yield from self._read_batch(batch)
 
-    def _read_batch(self, batch: list[tuple[int, int, bytes, bytes]]) -> Iterator[tuple[str, bytes]]:
+    def _read_batch(self, batch: list[tuple[int, bytes, Entry]]) -> Iterator[tuple[str, bytes]]:
         batch.sort()
-        get_at = self._pack.get_at
-        for at, i, oid, path in batch:
+        content = self._content
+        for _, path, entry in batch:
             # Not kept in the cache: a single pass would only evict what repeated reads use.
-            kind, data = get_at(i, oid, False, at)
-            if kind != BLOB:
-                raise CorruptImageError(f"{shown(path)}: object {oid.hex()} should be a blob")
-            yield path.decode("utf-8", "surrogateescape"), data
+            yield path.decode("utf-8", "surrogateescape"), content(path, entry, False)
 
     # -- commit --------------------------------------------------------------------------------------
 

@@ -133,7 +133,7 @@ class ImageOperations(Operations):  # type: ignore[misc]
         return {
             "f_bsize": STATFS_BLOCK,
             "f_frsize": STATFS_BLOCK,
-            "f_blocks": -(-self.img.placement.idx_end // STATFS_BLOCK),  # what the image holds, padding aside
+            "f_blocks": -(-self.img.end // STATFS_BLOCK),  # what the image holds, padding aside
             "f_bfree": 0,
             "f_bavail": 0,
             "f_files": len(self.img.objects),

@@ -42,7 +42,7 @@ class TreeEntry(namedtuple("TreeEntry", "name mode oid")):
 
 # mode SP name NUL 20-byte id; names may hold anything but NUL here, their rules are checked apart.
 _TREE_ENTRY = re.compile(rb"([0-7]{1,7}) ([^\0]*)\0(.{20})", re.S)
-_MODES = {b"%o" % mode: mode for mode in VALID_MODES}
+MODE_OF_TEXT = {b"%o" % mode: mode for mode in VALID_MODES}  # as a tree spells each mode
 _DIR_TEXT = b"%o" % MODE_DIR
 _BAD_NAMES = frozenset({b"", b".", b".."})
 _new_tuple = tuple.__new__  # builds a TreeEntry without NamedTuple's Python-level __new__ (2x faster)
@@ -68,14 +68,14 @@ def tree_rows(data: bytes, oid: bytes | str) -> tuple[list[TreeRow], tuple[bytes
     if _DIR_TEXT in modes:  # a directory sorts as if its name ended with '/'
         keys = [n + b"/" if m == _DIR_TEXT else n for m, n in zip(modes, names, strict=True)]
     well_formed = (
-        _MODES.keys() >= set(modes)
+        MODE_OF_TEXT.keys() >= set(modes)
         and _BAD_NAMES.isdisjoint(names)
         and b"/" not in joined
         and len(set(names)) == len(names)
         and list(keys) == sorted(keys)
     )
     if not well_formed:
-        entries = [_new_tuple(TreeEntry, (n, _MODES.get(m) or int(m, 8), i)) for m, n, i in rows]
+        entries = [_new_tuple(TreeEntry, (n, MODE_OF_TEXT.get(m) or int(m, 8), i)) for m, n, i in rows]
         raise CorruptImageError(f"tree {_hex(oid)}: {tree_problems(entries)[0]}")
     return rows, names
 
@@ -87,7 +87,7 @@ def _hex(oid: bytes | str) -> str:
 def entry_of(row: TreeRow) -> TreeEntry:
     """The TreeEntry of a row of tree_rows (whose modes are all valid)."""
     mode, name, oid = row
-    return _new_tuple(TreeEntry, (name, _MODES[mode], oid))
+    return _new_tuple(TreeEntry, (name, MODE_OF_TEXT[mode], oid))
 
 
 def parse_tree(data: bytes) -> list[TreeEntry]:
@@ -95,7 +95,7 @@ def parse_tree(data: bytes) -> list[TreeEntry]:
     rows = _TREE_ENTRY.findall(data)
     if sum(len(m) + len(n) + 22 for m, n, _ in rows) != len(data):
         raise CorruptImageError("malformed tree object")
-    modes, new = _MODES, _new_tuple
+    modes, new = MODE_OF_TEXT, _new_tuple
     return [new(TreeEntry, (name, modes.get(mode) or int(mode, 8), oid)) for mode, name, oid in rows]
 
 

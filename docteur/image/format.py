@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections import namedtuple
 
+from docteur.blocksize import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE
 from docteur.bytesource import ByteSource
 from docteur.errors import CorruptImageError
 from docteur.idx.reader import MAGIC as IDX_MAGIC
@@ -20,18 +21,6 @@ from docteur.idx.reader import PackIndex
 
 HEADER = struct.Struct("<20sq")
 PACK_OFFSET = HEADER.size  # 28
-DEFAULT_BLOCK_SIZE = 512
-MIN_BLOCK_SIZE = 512
-MAX_BLOCK_SIZE = 1 << 24
-
-
-def align(n: int, block_size: int) -> int:
-    return -(-n // block_size) * block_size
-
-
-def check_block_size(block_size: int) -> None:
-    if not (MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE and block_size & (block_size - 1) == 0):
-        raise ValueError(f"block size must be a power of two from {MIN_BLOCK_SIZE} to {MAX_BLOCK_SIZE}")
 
 
 def encode_header(commit: bytes, idx_offset: int) -> bytes:

@@ -14,7 +14,7 @@ def image_statfs(img: Image) -> FsStat:
     """The image as a disk: its size in blocks, its objects as files, its commit as the id."""
     return FsStat(
         bsize=BSIZE,
-        blocks=-(-img.placement.idx_end // BSIZE),
+        blocks=-(-img.end // BSIZE),
         files=len(img.objects),
         fsid=int(img.commit[:16], 16),
     )

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from gitservers import GIT_ISOLATION
 
+from docteur.blocksize import align
 from docteur.bytesource.memory import InMemory
 from docteur.git.objects import OFS_DELTA
 from docteur.idx.reader import LARGE_OFFSET_FLAG, PackIndex
 from docteur.idx.writer import encode_index
-from docteur.image.format import PACK_OFFSET, align, locate
+from docteur.image.format import PACK_OFFSET, locate
 
 from .forge import ofs_distance
 

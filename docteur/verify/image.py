@@ -1,16 +1,15 @@
-"""docteur-verify: check everything an image holds, and say what is wrong, one line per problem."""
+"""The checks of the header, the layout, the PACK, the IDX and every object reachable from the commit."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import struct
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
+from docteur.blocksize import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, align
 from docteur.bytesource import ByteSource, chunks
-from docteur.bytesource.mapped import MappedFile
 from docteur.errors import CorruptImageError
 from docteur.git.objects import (
     BLOB,
@@ -25,29 +24,15 @@ from docteur.git.objects import (
     tree_problems,
 )
 from docteur.idx.reader import PackIndex
-from docteur.image.format import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, PACK_OFFSET, Placement, align, locate
+from docteur.image.format import PACK_OFFSET, Placement
 from docteur.pack.delta import apply_delta
 from docteur.pack.reader import PackReader
+from docteur.sections.table import SectionTable
 
-MAX_PROBLEMS = 100
-_VERIFY_CACHE_BYTES = 128 << 20
-
-
-@dataclass
-class Report:
-    path: str
-    info: CommitInfo | None = None
-    problems: list[str] = field(default_factory=list)
-    objects: int = 0
-    block_size: int | None = None
-    size: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
+VERIFY_CACHE_BYTES = 128 << 20
 
 
-def _is_zero(source: ByteSource, start: int, end: int) -> bool:
+def is_zero(source: ByteSource, start: int, end: int) -> bool:
     return all(not bytes(piece).strip(b"\0") for piece in chunks(source, start, end - start))
 
 
@@ -87,44 +72,53 @@ def _inflate_exactly(source: ByteSource, start: int, end: int, size: int) -> byt
     return b"".join(out)
 
 
-class _Checker:
-    def __init__(self, report: Report, source: ByteSource, device: bool) -> None:
-        self.report = report
+class ImageChecker:
+    """Each check adds one line per problem through `problem`; the counts and the block size found are
+    kept as attributes."""
+
+    def __init__(self, source: ByteSource, device: bool, problem: Callable[[str], None]) -> None:
+        self.problem = problem
         self.source = source
         self.device = device
+        self.objects_ok = 0
+        self.block_size: int | None = None
         self.kinds: dict[bytes, int] = {}
         # Where each checked object lies: the walk reads them from there, not through the IDX lookup,
         # which a damaged fan-out table can break for objects that are there.
         self.offsets: dict[bytes, int] = {}
 
-    def problem(self, text: str) -> None:
-        self.report.problems.append(text)
-
-    def layout(self, sections: Placement) -> None:
-        if sections.stored_idx_offset != sections.idx_offset:
+    def layout(self, placement: Placement, table: SectionTable | None) -> None:
+        if placement.stored_idx_offset != placement.idx_offset:
             self.problem(
-                f"header names IDX offset {sections.stored_idx_offset}, "
-                f"but the IDX starts at {sections.idx_offset}"
+                f"header names IDX offset {placement.stored_idx_offset}, "
+                f"but the IDX starts at {placement.idx_offset}"
             )
-        pack_end = PACK_OFFSET + sections.pack_length
-        block = self._block_size(pack_end, sections.idx_offset, sections.idx_end)
+        pack_end = PACK_OFFSET + placement.pack_length
+        data_end = table.end if table is not None else placement.idx_end
+        recorded = table.block_size if table is not None else None
+        block = self._block_size(pack_end, placement.idx_offset, data_end, recorded)
         if block is None:
             self.problem(
-                f"IDX offset {sections.idx_offset} and image size {self.source.size} are not the PACK's and "
-                "the IDX's ends rounded up to one block size"
+                f"IDX offset {placement.idx_offset} and image size {self.source.size} are not the PACK's "
+                "and the image's ends rounded up to "
+                + ("the block size its section table records" if recorded else "one block size")
             )
-            block = MIN_BLOCK_SIZE
-        self.report.block_size = block
-        if not _is_zero(self.source, pack_end, sections.idx_offset):
+            block = recorded or MIN_BLOCK_SIZE
+        self.block_size = block
+        if not is_zero(self.source, pack_end, placement.idx_offset):
             self.problem("padding between the PACK and the IDX is not all zeros")
-        end = align(sections.idx_end, block) if self.device else self.source.size
-        if not _is_zero(self.source, sections.idx_end, end):
+        if table is not None:
+            end = table.offset  # the padding beyond is the section checks'
+        else:
+            end = align(placement.idx_end, block) if self.device else self.source.size
+        if not is_zero(self.source, placement.idx_end, end):
             self.problem("padding after the IDX is not all zeros")
 
-    def _block_size(self, pack_end: int, idx_offset: int, idx_end: int) -> int | None:
-        """The largest block size the layout agrees with (the size is not recorded in the image).
+    def _block_size(self, pack_end: int, idx_offset: int, data_end: int, recorded: int | None) -> int | None:
+        """The largest block size the layout agrees with (the only one possible when the section table
+        records it).
 
-        The IDX starts at the PACK's end rounded up to a block; a file ends at the IDX's end rounded up
+        The IDX starts at the PACK's end rounded up to a block; a file ends at its data's end rounded up
         (a device may be larger: a VM pads a disk). OCaml docteur added a whole block when already aligned.
         """
         found = None
@@ -132,8 +126,8 @@ class _Checker:
         size = self.source.size
         while block <= MAX_BLOCK_SIZE:
             idx_ok = idx_offset % block == 0 and 0 <= idx_offset - pack_end <= block
-            size_ok = self.device or (size % block == 0 and 0 <= size - idx_end <= block)
-            if idx_ok and size_ok:
+            size_ok = self.device or (size % block == 0 and 0 <= size - data_end <= block)
+            if idx_ok and size_ok and recorded in (None, block):
                 found = block
             block <<= 1
         return found
@@ -179,7 +173,7 @@ class _Checker:
                 continue
             self.kinds[oid] = kind
             self.offsets[oid] = offset
-            self.report.objects += 1
+            self.objects_ok += 1
 
     @staticmethod
     def _resolve(reader: PackReader, offset: int, end: int) -> tuple[int, bytes]:
@@ -209,7 +203,8 @@ class _Checker:
                 self.problem(f"tree {tree.hex()} ({path}) is missing or not a tree")
                 continue
             entries = parse_tree(reader.object_at(self.offsets[tree])[1])
-            self.report.problems.extend(f"tree {tree.hex()} ({path}): {p}" for p in tree_problems(entries))
+            for p in tree_problems(entries):
+                self.problem(f"tree {tree.hex()} ({path}): {p}")
             for e in entries:
                 child = path + e.name.decode("utf-8", "backslashreplace")
                 if e.mode == MODE_DIR:
@@ -217,46 +212,3 @@ class _Checker:
                 elif e.mode != MODE_GITLINK and self.kinds.get(e.oid) != BLOB:
                     self.problem(f"blob {e.oid.hex()} ({child}) is missing or not a blob")
         return info
-
-
-def verify(path: str) -> Report:
-    report = Report(path)
-    try:
-        source = MappedFile(path)
-    except CorruptImageError as e:
-        report.problems.append(str(e))
-        return report
-    with source:
-        report.size = source.size
-        _check(report, source, device=not os.path.isfile(path))
-    if len(report.problems) > MAX_PROBLEMS:
-        more = len(report.problems) - MAX_PROBLEMS
-        report.problems[MAX_PROBLEMS:] = [f"... and {more} more problems"]
-    return report
-
-
-def _check(report: Report, source: ByteSource, device: bool) -> None:
-    checker = _Checker(report, source, device)
-    try:
-        sections, index = locate(source)
-        checker.layout(sections)
-        checker.checksums(sections, index)
-        reader = PackReader(
-            source, index, at=PACK_OFFSET, length=sections.pack_length, cache_bytes=_VERIFY_CACHE_BYTES
-        )
-        checker.objects(reader, index)
-        report.info = checker.reachable(reader, sections.commit)
-    except CorruptImageError as e:
-        report.problems.append(str(e))
-
-
-def describe(info: CommitInfo) -> str:
-    """The summary OCaml docteur's verify prints: commit, author, root, a blank line, the message."""
-    name, _, email = info.author.decode("utf-8", "replace").rpartition(" <")
-    return (
-        f"commit\t: {info.id}\n"
-        f'author\t: "{name}" <{email}\n'
-        f"root\t: {info.tree}\n"
-        "\n"
-        f"{info.message.decode('utf-8', 'replace')}"
-    )

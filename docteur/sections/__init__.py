@@ -1,0 +1,10 @@
+"""The extension after the IDX: a table of sections (table.py) and what they hold.
+
+OCaml docteur reads the header, the PACK and the IDX, and stops there; the extension adds what those
+lack, each part in a section of its own found through the table: the path index (paths.py), and later
+kinds, without a new layout.
+"""
+
+PATHS = 1  # the path index: every directory of the indexed commits, with sizes and object locations
+
+NAMES = {PATHS: "paths"}

@@ -1,0 +1,89 @@
+"""docteur-verify: check everything an image holds, and say what is wrong, one line per problem."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from docteur.bytesource import ByteSource
+from docteur.bytesource.mapped import MappedFile
+from docteur.errors import CorruptImageError
+from docteur.git.objects import CommitInfo
+from docteur.image.format import PACK_OFFSET, locate
+from docteur.pack.reader import PackReader
+from docteur.sections.table import SectionTable, locate_table
+from docteur.verify.image import VERIFY_CACHE_BYTES, ImageChecker
+from docteur.verify.sections import check_sections
+
+MAX_PROBLEMS = 100
+
+
+@dataclass
+class Report:
+    path: str
+    info: CommitInfo | None = None
+    problems: list[str] = field(default_factory=list)
+    objects: int = 0
+    block_size: int | None = None
+    size: int = 0
+    sections: list[str] = field(default_factory=list)  # the extension's sections, by name
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(path: str) -> Report:
+    report = Report(path)
+    try:
+        source = MappedFile(path)
+    except CorruptImageError as e:
+        report.problems.append(str(e))
+        return report
+    with source:
+        report.size = source.size
+        _check(report, source, device=not os.path.isfile(path))
+    if len(report.problems) > MAX_PROBLEMS:
+        more = len(report.problems) - MAX_PROBLEMS
+        report.problems[MAX_PROBLEMS:] = [f"... and {more} more problems"]
+    return report
+
+
+def _check(report: Report, source: ByteSource, device: bool) -> None:
+    problem = report.problems.append
+    checker = ImageChecker(source, device, problem)
+    try:
+        placement, index = locate(source)
+        table: SectionTable | None = None
+        try:
+            table = locate_table(source, placement.idx_end)
+        except CorruptImageError as e:
+            problem(str(e))
+        checker.layout(placement, table)
+        checker.checksums(placement, index)
+        reader = PackReader(
+            source, index, at=PACK_OFFSET, length=placement.pack_length, cache_bytes=VERIFY_CACHE_BYTES
+        )
+        checker.objects(reader, index)
+        report.info = checker.reachable(reader, placement.commit)
+        if table is not None:
+            report.sections = [s.name for s in table.sections]
+            objects_ok = not report.problems
+            check_sections(source, table, device, reader if objects_ok else None, placement.commit, problem)
+    except CorruptImageError as e:
+        problem(str(e))
+    finally:
+        report.objects = checker.objects_ok
+        report.block_size = checker.block_size
+
+
+def describe(info: CommitInfo) -> str:
+    """The summary OCaml docteur's verify prints: commit, author, root, a blank line, the message."""
+    name, _, email = info.author.decode("utf-8", "replace").rpartition(" <")
+    return (
+        f"commit\t: {info.id}\n"
+        f'author\t: "{name}" <{email}\n'
+        f"root\t: {info.tree}\n"
+        "\n"
+        f"{info.message.decode('utf-8', 'replace')}"
+    )

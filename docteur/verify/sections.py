@@ -1,0 +1,109 @@
+"""The checks of the extension: the table, the padding around each section, every section's checksum, and
+the path index rebuilt from the trees and compared with the stored one, entry by entry."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from docteur.blocksize import align
+from docteur.bytesource import ByteSource, chunks
+from docteur.bytesource.memory import InMemory
+from docteur.errors import CorruptImageError
+from docteur.git.objects import MODE_DIR
+from docteur.pack.reader import PackReader
+from docteur.sections import NAMES, PATHS
+from docteur.sections.build import build_paths
+from docteur.sections.paths import PathIndex, Root, walk
+from docteur.sections.table import Section, SectionTable
+from docteur.verify.image import is_zero
+
+_DIR_TEXT = b"%o" % MODE_DIR
+_FILE_COLUMNS = ("size", "location", "entry length")
+
+
+def _sha256(source: ByteSource, section: Section) -> bytes:
+    h = hashlib.sha256()
+    for piece in chunks(source, section.offset, section.length):
+        h.update(piece)
+    return h.digest()
+
+
+def check_sections(
+    source: ByteSource,
+    table: SectionTable,
+    device: bool,
+    pack: PackReader | None,
+    commit: bytes,
+    problem: Callable[[str], None],
+) -> None:
+    """Check the extension; the path index only when `pack` (whose objects checked out) is given."""
+    at = table.offset + table.length
+    for section in table.sections:
+        if not is_zero(source, at, section.offset):
+            problem(f"padding before the {section.name} section is not all zeros")
+        if section.kind not in NAMES:
+            problem(f"section {section.name} is unknown to this docteur: it cannot be checked")
+        elif _sha256(source, section) != section.checksum:
+            problem(f"{section.name} section checksum mismatch")
+        at = section.end
+    end = align(at, table.block_size) if device else source.size
+    if not is_zero(source, at, end):
+        problem("padding after the last section is not all zeros")
+    paths = table.find(PATHS)
+    if paths is not None and pack is not None:
+        try:
+            _check_paths(bytes(source.read(paths.offset, paths.length)), pack, commit, problem)
+        except CorruptImageError as e:
+            problem(str(e))  # the path index's own errors say "path index:"
+
+
+def _check_paths(stored: bytes, pack: PackReader, commit: bytes, problem: Callable[[str], None]) -> None:
+    index = PathIndex(InMemory(stored), 0, len(stored), max_entries=1 << 16)
+    commits = [root.commit for root in index.roots]
+    if commit not in commits:
+        problem(f"path index: it does not index the header's commit {commit.hex()}")
+    rebuilt = build_paths(pack, commits)
+    if rebuilt == stored:
+        return
+    honest = PathIndex(InMemory(rebuilt), 0, len(rebuilt), max_entries=1 << 16)
+    differences: list[str] = []
+    for root in honest.roots:
+        _compare(honest, index, root, differences.append)
+    for text in differences or ["path index: it differs from the one the trees give, in its layout"]:
+        problem(text)
+
+
+def _compare(honest: PathIndex, stored: PathIndex, root: Root, problem: Callable[[str], None]) -> None:
+    """Walk the honest index and look each directory up in the stored one, by the same path."""
+    found = stored.root(root.commit)
+    honest_commit = honest.root(root.commit)
+    if found is None or honest_commit is None:
+        problem(f"path index: commit {root.commit.hex()} is missing")
+        return
+    if found[1].subdirs != root.subdirs:
+        problem(f"path index: / lists {found[1].subdirs} subdirectories, the tree {root.subdirs}")
+    tree = bytes.fromhex(honest_commit[0][5:45].decode("ascii"))
+    pointers = {b"": found[1].record}
+    for path, expected in walk(honest, root, tree):
+        ref = pointers.get(path)
+        if ref is None:
+            continue  # its parent was already reported
+        try:
+            got = stored.directory(ref, expected.oid)
+        except CorruptImageError as e:
+            problem(f"path index: /{_shown(path)}: {e}")
+            continue
+        prefix = path + b"/" if path else b""
+        for i, (mode, name, _) in enumerate(expected.rows):
+            labels = ("", "", "subdirectories") if mode == _DIR_TEXT else _FILE_COLUMNS
+            wanted = (expected.a[i], expected.b[i], expected.c[i])
+            for label, want, have in zip(labels, wanted, (got.a[i], got.b[i], got.c[i]), strict=True):
+                if label and want != have:
+                    problem(f"path index: /{_shown(prefix + name)}: {label} {have}, the image holds {want}")
+            if mode == _DIR_TEXT:
+                pointers[prefix + name] = got.children[i]
+
+
+def _shown(path: bytes) -> str:
+    return path.decode("utf-8", "backslashreplace")
