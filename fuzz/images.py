@@ -1,4 +1,5 @@
-"""The full image campaign: seeded mutations, a cut at every boundary, every forged case; counts printed."""
+"""The full image campaign: seeded mutations, a cut at every boundary, every forged case (PACKs and path
+indexes); counts printed."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import itertools
 import time
 from pathlib import Path
 
-from hostile import campaign, forge
+from hostile import campaign, forge, forge_index
 from hostile.corpus import Base, Expected, build_base
 from hostile.ninep_probe import probe_9p
 from hostile.oracle import probe
@@ -20,6 +21,7 @@ def run(work: Path, *, seed: int, count: int, jobs: int) -> bool:
     jobs_ = itertools.chain(
         campaign.image_jobs(base, cases, work / "mutations", True),
         campaign.forged_jobs(forge.CASES, work / "forged", True),
+        campaign.forged_jobs(forge_index.CASES, work / "forged-index", True, base),
     )
     summary = campaign.run(jobs_, work, workers=jobs)
     print(f"images (seed {seed}, {time.monotonic() - started:.0f} s): {summary.report()}")

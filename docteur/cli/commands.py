@@ -35,6 +35,7 @@ def make(
     block_size: int = 512,
     date: str | None = None,
     history: bool = False,
+    index: bool = True,
     quiet: bool = False,
 ) -> None:
     with one_line_errors("docteur-make"):
@@ -48,7 +49,16 @@ def make(
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _interrupt)
         when = parse_date(date) if date is not None else None
-        run(source, image, branch=branch, block_size=block_size, date=when, history=history, quiet=quiet)
+        run(
+            source,
+            image,
+            branch=branch,
+            block_size=block_size,
+            date=when,
+            history=history,
+            index=index,
+            quiet=quiet,
+        )
 
 
 def verify(image: str, *, as_json: bool = False) -> None:
@@ -188,6 +198,13 @@ def info(image: str, *, as_json: bool = False) -> None:
             _print_json(summary.as_dict())
         else:
             sys.stdout.write(describe(summary))
+
+
+def reindex(image: str, output: str | None = None, *, block_size: int | None = None) -> None:
+    with one_line_errors("docteur-reindex", image):
+        from docteur.reindex import reindex as run
+
+        run(image, output, block_size=block_size)
 
 
 def mount(image: str, mountpoint: str, *, foreground: bool = False, options: str = "") -> None:

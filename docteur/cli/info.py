@@ -11,10 +11,10 @@ import stat as stat_module
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from docteur.blocksize import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE
+from docteur.blocksize import consistent_block_sizes
 from docteur.fs.image import Image
 from docteur.git.objects import MODE_DIR, MODE_GITLINK, MODE_LINK, parse_commit
-from docteur.image.format import PACK_OFFSET, Placement
+from docteur.image.format import PACK_OFFSET
 
 
 @dataclass(frozen=True)
@@ -40,20 +40,6 @@ class Summary:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def infer_block_size(sections: Placement, size: int | None) -> int | None:
-    """The largest power of two the layout is aligned to: the IDX starts on it less than one block after
-    the PACK ends, and (for a regular file, whose size is known) the image ends on it after the IDX."""
-    pack_end = PACK_OFFSET + sections.pack_length
-    found = None
-    block = MIN_BLOCK_SIZE
-    while block <= MAX_BLOCK_SIZE:
-        aligned = sections.idx_offset % block == 0 and 0 <= sections.idx_offset - pack_end < block
-        if aligned and (size is None or (size % block == 0 and 0 <= size - sections.idx_end < block)):
-            found = block
-        block <<= 1
-    return found
 
 
 def _history_depth(img: Image) -> int:
@@ -98,7 +84,9 @@ def summarize(img: Image) -> Summary:
     if table is not None:
         block_size: int | None = table.block_size
     else:
-        block_size = infer_block_size(sections, size if regular else None)
+        end = PACK_OFFSET + sections.pack_length
+        fits = consistent_block_sizes(end, sections.idx_offset, sections.idx_end, size if regular else None)
+        block_size = fits[-1] if fits else None
     when = datetime.fromtimestamp(img.info.commit_time, UTC)
     return Summary(
         image=img.path,

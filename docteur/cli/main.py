@@ -83,6 +83,14 @@ def make(
         str | None, typer.Option("-d", "--date", help="RFC 3339 date of a directory's commit (default: now).")
     ] = None,
     history: Annotated[bool, typer.Option("--history", help="Embed the whole history of the ref.")] = False,
+    index: Annotated[
+        bool,
+        typer.Option(
+            "--index/--no-index",
+            help="Write the path index after the IDX (default); --no-index writes only what OCaml "
+            "docteur writes.",
+        ),
+    ] = True,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
 ) -> None:
     """Pack a Git repository or a directory into a docteur image.
@@ -96,7 +104,14 @@ def make(
       docteur-make file:///srv/repo.git --history disk.img
     """
     commands.make(
-        source, image, branch=branch, block_size=block_size, date=date, history=history, quiet=quiet
+        source,
+        image,
+        branch=branch,
+        block_size=block_size,
+        date=date,
+        history=history,
+        index=index,
+        quiet=quiet,
     )
 
 
@@ -189,6 +204,25 @@ def extract(
     commands.extract(image, target, path)
 
 
+def reindex(
+    image: ImageArg,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", metavar="OUT", help="Write here instead of over IMAGE.")
+    ] = None,
+    block_size: Annotated[
+        int | None, typer.Option("--bs", help="Block size (default: the image's own).")
+    ] = None,
+) -> None:
+    """Add the path index to an image made without one (by OCaml docteur, or an older docteur).
+
+    The PACK and IDX are kept as they are; the result is what docteur-make writes for the same source
+    and options, written atomically (a temporary file, then a rename).
+
+    Examples: docteur reindex ocaml.img    docteur reindex old.img -o new.img
+    """
+    commands.reindex(image, output, block_size=block_size)
+
+
 def mount(
     image: ImageArg,
     mountpoint: Annotated[str, typer.Argument(metavar="MOUNTPOINT", help="An existing directory.")],
@@ -219,7 +253,7 @@ def serve(
 
 
 _HELP_IS_LONG_ONLY = {"help_option_names": ["--help"]}  # ls keeps -h for human sizes, as GNU ls does
-for command in (make, verify, ls, cat, stat, info, extract, mount):
+for command in (make, verify, ls, cat, stat, info, extract, reindex, mount):
     app.command(epilog=EXIT_CODES, context_settings=_HELP_IS_LONG_ONLY if command is ls else None)(command)
 app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False

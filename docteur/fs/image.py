@@ -182,7 +182,7 @@ class Image:
         except KeyError:
             raise CorruptImageError(f"{what} {oid.hex()} is missing from the image") from None
 
-    def _tree_rows(self, oid: bytes) -> tuple[list[TreeRow], tuple[bytes, ...]]:
+    def _tree_rows(self, oid: bytes) -> tuple[list[TreeRow], tuple[bytes, ...], object]:
         kind, data = self._get(oid, "tree")
         if kind != TREE:
             raise CorruptImageError(f"object {oid.hex()} should be a tree")

@@ -32,7 +32,7 @@ _DIR_TEXT = b"%o" % MODE_DIR
 _FILE_TEXTS = frozenset(text for text, mode in MODE_OF_TEXT.items() if not is_dir(mode))
 _new_tuple = tuple.__new__  # builds an Entry without namedtuple's Python-level __new__ (2x faster)
 
-LoadTree = Callable[[bytes], tuple[list[TreeRow], tuple[bytes, ...]]]
+LoadTree = Callable[[bytes], tuple[list[TreeRow], tuple[bytes, ...], object]]
 
 
 def _entry(row: TreeRow) -> Entry:
@@ -126,7 +126,7 @@ class TrieLayout:
     def _insert(self, path: bytes, entry: Entry) -> _Directory:
         names: dict[bytes, TreeRow] = {}
         if entry.mode == MODE_DIR:
-            rows, column = self._load_tree(entry.oid)
+            rows, column, _ = self._load_tree(entry.oid)
             names = dict(zip(column, rows, strict=True))
         self._entries += len(names)
         if self._entries > self._max_entries:

@@ -51,9 +51,12 @@ _new_tuple = tuple.__new__  # builds a TreeEntry without NamedTuple's Python-lev
 TreeRow = tuple[bytes, bytes, bytes]  # (mode as the tree spells it, name, raw id)
 
 
-def tree_rows(data: bytes, oid: bytes | str) -> tuple[list[TreeRow], tuple[bytes, ...]]:
-    """The (mode text, name, raw id) rows of tree `oid` (raw or hex) and its names column, refusing
-    (CorruptImageError) any tree tree_problems would flag.
+def tree_rows(
+    data: bytes, oid: bytes | str
+) -> tuple[list[TreeRow], tuple[bytes, ...], tuple[bytes, ...] | list[bytes]]:
+    """The (mode text, name, raw id) rows of tree `oid` (raw or hex), its names column and its sort keys
+    (a directory's name with '/' after it), refusing (CorruptImageError) any tree tree_problems would
+    flag.
 
     The reader's hot path: no record is built per entry, and the checks run on whole columns (sets, joins,
     a sort of sorted data) in C rather than entry by entry.
@@ -77,7 +80,7 @@ def tree_rows(data: bytes, oid: bytes | str) -> tuple[list[TreeRow], tuple[bytes
     if not well_formed:
         entries = [_new_tuple(TreeEntry, (n, MODE_OF_TEXT.get(m) or int(m, 8), i)) for m, n, i in rows]
         raise CorruptImageError(f"tree {_hex(oid)}: {tree_problems(entries)[0]}")
-    return rows, names
+    return rows, names, keys
 
 
 def _hex(oid: bytes | str) -> str:

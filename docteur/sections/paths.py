@@ -52,12 +52,7 @@ _DIR_TEXT = b"%o" % MODE_DIR
 _GITLINK_TEXT = b"%o" % MODE_GITLINK
 
 
-class Ref(namedtuple("Ref", "at length")):
-    """Where a record lies in the section."""
-
-    __slots__ = ()
-    at: int
-    length: int
+Ref = tuple[int, int]  # where a record lies in the section: (at, length)
 
 
 class Root(namedtuple("Root", "commit commit_at commit_length record subdirs")):
@@ -82,6 +77,7 @@ class Directory:
         columns: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]],
         children: dict[int, Ref],
     ) -> None:
+        """`children` maps each subdirectory's entry position to where its record lies."""
         self.oid = oid
         self.rows = rows
         self.keys = keys  # what Git orders by: a directory's name with '/' after it
@@ -140,27 +136,28 @@ class PathIndex:
 
     def directory(self, ref: Ref, tree: bytes) -> Directory:
         """The record at `ref`, which must be tree `tree` (CorruptImageError otherwise)."""
-        found = self._cache.get(ref.at)
+        at = ref[0]
+        found = self._cache.get(at)
         if found is not None and found.oid == tree:
-            self._cache.move_to_end(ref.at)
+            self._cache.move_to_end(at)
             return found
         loaded = self._load(ref, tree)
         self._cached_entries += len(loaded.rows)
-        self._cache[ref.at] = loaded
+        self._cache[at] = loaded
         while self._cached_entries > self._max_entries and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._cached_entries -= len(old.rows)
         return loaded
 
     def _load(self, ref: Ref, tree: bytes) -> Directory:
-        raw = self._read(ref.at, ref.length)
+        raw = self._read(*ref)
         if len(raw) < RECORD_HEAD.size:
             raise CorruptImageError("path index: truncated record")
         frame_length, subdirs = RECORD_HEAD.unpack_from(raw)
         pointers_end = RECORD_HEAD.size + POINTER.size * subdirs
         if pointers_end + frame_length != len(raw):
             raise CorruptImageError("path index: record lengths do not add up")
-        payload = _decompress(raw[pointers_end:], frame_length * _MAX_RATIO + (1 << 16))
+        payload = self._decompress(raw[pointers_end:], frame_length * _MAX_RATIO + (1 << 16))
         if len(payload) < PAYLOAD_HEAD.size:
             raise CorruptImageError("path index: truncated record payload")
         n, tree_length = PAYLOAD_HEAD.unpack_from(payload)
@@ -169,7 +166,7 @@ class PathIndex:
             raise CorruptImageError("path index: record payload lengths do not add up")
         if object_id(TREE, data) != tree:
             raise CorruptImageError(f"path index: the record of tree {tree.hex()} holds another tree")
-        rows, names = tree_rows(data, tree)
+        rows, _, keys = tree_rows(data, tree)
         if len(rows) != n:
             raise CorruptImageError(f"path index: the record of tree {tree.hex()} has {n} entries")
         columns_at = PAYLOAD_HEAD.size + tree_length
@@ -181,32 +178,26 @@ class PathIndex:
         dirs = [i for i, row in enumerate(rows) if row[0] == _DIR_TEXT]
         if len(dirs) != subdirs:
             raise CorruptImageError(f"path index: the record of tree {tree.hex()} has {subdirs} pointers")
-        children = {
-            i: Ref(*POINTER.unpack_from(raw, RECORD_HEAD.size + POINTER.size * k)) for k, i in enumerate(dirs)
-        }
-        keys = list(names)
-        for i in dirs:
-            keys[i] += b"/"
-        return Directory(tree, rows, keys, columns, children)
+        children = dict(zip(dirs, POINTER.iter_unpack(raw[RECORD_HEAD.size : pointers_end]), strict=True))
+        return Directory(tree, rows, list(keys), columns, children)
+
+    def _decompress(self, frame: bytes, limit: int) -> bytes:
+        """A zstd frame's content, refusing one that declares no size or more than `limit` (zstd bombs)."""
+        try:
+            declared = zstd.frame_content_size(frame)
+            if declared < 0 or declared > limit:
+                raise CorruptImageError("path index: a record declares an unbounded or oversized payload")
+            data = zstd.decompress(frame, declared)
+        except zstd.ZstdError as e:
+            raise CorruptImageError(f"path index: a record does not decompress: {e}") from None
+        if len(data) != declared:
+            raise CorruptImageError("path index: a record decompresses to another size than it declares")
+        return data
 
 
 def _root_fields(fields: tuple[bytes, int, int, int, int, int]) -> tuple[bytes, int, int, Ref, int]:
     commit, commit_at, commit_length, record_at, record_length, subdirs = fields
-    return commit, commit_at, commit_length, Ref(record_at, record_length), subdirs
-
-
-def _decompress(frame: bytes, limit: int) -> bytes:
-    """A zstd frame's content, refusing one that declares no size or more than `limit` (zstd bombs)."""
-    try:
-        declared = zstd.frame_content_size(frame)
-        if declared < 0 or declared > limit:
-            raise CorruptImageError("path index: a record declares an unbounded or oversized payload")
-        data = zstd.ZstdDecompressor().decompress(frame, max_output_size=declared)
-    except zstd.ZstdError as e:
-        raise CorruptImageError(f"path index: a record does not decompress: {e}") from None
-    if len(data) != declared:
-        raise CorruptImageError("path index: a record decompresses to another size than it declares")
-    return data
+    return commit, commit_at, commit_length, (record_at, record_length), subdirs
 
 
 # -- writing ---------------------------------------------------------------------------------------------
@@ -252,7 +243,7 @@ def encode(
     refs: dict[bytes, Ref] = {}
     for oid in order:
         length = RECORD_HEAD.size + POINTER.size * subdirs[oid] + len(frames[oid])
-        refs[oid] = Ref(at, length)
+        refs[oid] = (at, length)
         at += length
     out = [HEAD.pack(MAGIC, VERSION, location, len(commits), 0)]
     commit_at = roots_at

@@ -8,7 +8,7 @@ import struct
 import zlib
 from collections.abc import Callable
 
-from docteur.blocksize import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, align
+from docteur.blocksize import MIN_BLOCK_SIZE, align, consistent_block_sizes
 from docteur.bytesource import ByteSource, chunks
 from docteur.errors import CorruptImageError
 from docteur.git.objects import (
@@ -96,7 +96,9 @@ class ImageChecker:
         pack_end = PACK_OFFSET + placement.pack_length
         data_end = table.end if table is not None else placement.idx_end
         recorded = table.block_size if table is not None else None
-        block = self._block_size(pack_end, placement.idx_offset, data_end, recorded)
+        size = None if self.device else self.source.size
+        fits = consistent_block_sizes(pack_end, placement.idx_offset, data_end, size)
+        block = (recorded if recorded in fits else None) if recorded else (fits[-1] if fits else None)
         if block is None:
             self.problem(
                 f"IDX offset {placement.idx_offset} and image size {self.source.size} are not the PACK's "
@@ -113,24 +115,6 @@ class ImageChecker:
             end = align(placement.idx_end, block) if self.device else self.source.size
         if not is_zero(self.source, placement.idx_end, end):
             self.problem("padding after the IDX is not all zeros")
-
-    def _block_size(self, pack_end: int, idx_offset: int, data_end: int, recorded: int | None) -> int | None:
-        """The largest block size the layout agrees with (the only one possible when the section table
-        records it).
-
-        The IDX starts at the PACK's end rounded up to a block; a file ends at its data's end rounded up
-        (a device may be larger: a VM pads a disk). OCaml docteur added a whole block when already aligned.
-        """
-        found = None
-        block = MIN_BLOCK_SIZE
-        size = self.source.size
-        while block <= MAX_BLOCK_SIZE:
-            idx_ok = idx_offset % block == 0 and 0 <= idx_offset - pack_end <= block
-            size_ok = self.device or (size % block == 0 and 0 <= size - data_end <= block)
-            if idx_ok and size_ok and recorded in (None, block):
-                found = block
-            block <<= 1
-        return found
 
     def checksums(self, sections: Placement, index: PackIndex) -> None:
         end = PACK_OFFSET + sections.pack_length

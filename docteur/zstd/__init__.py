@@ -45,3 +45,16 @@ ZstdCompressionDict = backend.ZstdCompressionDict
 ZstdError = backend.ZstdError
 frame_content_size = backend.frame_content_size
 train_dictionary = backend.train_dictionary
+
+# Decompressors are not for concurrent use, and making one costs several times what decompressing a
+# small frame does: callers borrow one from this pool (list.pop and list.append are atomic).
+_idle: list[ZstdDecompressor] = []
+
+
+def decompress(frame: bytes | memoryview, max_output_size: int) -> bytes:
+    """The content of one zstd frame (no dictionary), at most `max_output_size` bytes."""
+    d = _idle.pop() if _idle else ZstdDecompressor()
+    try:
+        return d.decompress(frame, max_output_size=max_output_size)
+    finally:
+        _idle.append(d)

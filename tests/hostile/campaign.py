@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import forge
+from . import forge, forge_index
 from .corpus import Base
 from .mutations import FAMILIES, RESEALED, Layout, git_accepts, mutate
 from .runner import Job, Outcome, run_jobs
@@ -29,10 +29,12 @@ def truncations(original: bytes) -> Iterator[tuple[str, bytes]]:
 
 
 def image_jobs(base: Base, cases: Iterable[tuple[str, bytes]], scratch: Path, ninep: bool) -> Iterator[Job]:
-    """One job per (name, image bytes). docteur-verify must accept an image equal to the original, or a
-    re-sealed one that git accepts too (its objects unchanged), and reject every other."""
+    """One job per (name, image bytes). docteur-verify must accept an image equal to the original, or to
+    its part before the extension (an image made without a path index), or a re-sealed one that git
+    accepts too (its objects unchanged), and reject every other."""
     original = base.image.read_bytes()
     layout = Layout.of(original)
+    plain = original[: layout.table.offset] if layout.table is not None else original
     scratch.mkdir(parents=True, exist_ok=True)
     valid, corrupt = scratch / "valid.json", scratch / "corrupt.json"
     base.expected.dump(valid)
@@ -41,15 +43,17 @@ def image_jobs(base: Base, cases: Iterable[tuple[str, bytes]], scratch: Path, ni
         image = scratch / f"case-{n}.img"
         image.write_bytes(data)
         resealed = name.split()[2].rstrip(":") in RESEALED
-        ok = data == original or (resealed and git_accepts(data, layout, scratch))
+        ok = data in (original, plain) or (resealed and git_accepts(data, layout, scratch))
         yield Job(name, str(image), str(valid if ok else corrupt), ninep)
 
 
-def forged_jobs(names: Iterable[str], scratch: Path, ninep: bool) -> Iterator[Job]:
+def forged_jobs(names: Iterable[str], scratch: Path, ninep: bool, base: Base | None = None) -> Iterator[Job]:
+    """One job per forged case: a PACK forged by hand (forge.py), or, given the honest `base`, its path
+    index forged (forge_index.py)."""
     scratch.mkdir(parents=True, exist_ok=True)
     for name in names:
         image = scratch / f"{name}.img"
-        expected = forge.build(name, image)
+        expected = forge.build(name, image) if base is None else forge_index.build(base, name, image)
         expected.dump(scratch / f"{name}.json")
         yield Job(f"forged {name}", str(image), str(scratch / f"{name}.json"), ninep)
 

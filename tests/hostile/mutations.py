@@ -1,9 +1,11 @@
 """Seeded mutations of an honest image: a case is reproducible from (seed, number) and that image.
 
-Families hit each part of the layout (header, PACK, padding, IDX, tail) with bit flips, random bytes,
-zeroed runs and misplaced blocks; truncate at every section boundary and at random points; forge IDX
-offsets, the header's IDX offset, entry sizes and delta bases in place; and re-seal a damaged PACK
-(fresh PACK checksum, CRCs and IDX) so that only the object ids are left to catch it.
+Families hit each part of the layout (header, PACK, padding, IDX, the extension's table and sections,
+tail) with bit flips, random bytes, zeroed runs and misplaced blocks; truncate at every boundary and at
+random points; forge IDX offsets, the header's IDX offset, entry sizes and delta bases in place; re-seal
+a damaged PACK (fresh PACK checksum, CRCs and IDX) so that only the object ids are left to catch it; and
+re-seal a damaged section (fresh section and table checksums) so that only the reader's own checks of
+its content are left.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from pathlib import Path
 
 from gitservers import GIT_ISOLATION
 
-from docteur.blocksize import align
 from docteur.bytesource.memory import InMemory
 from docteur.git.objects import OFS_DELTA
 from docteur.idx.reader import LARGE_OFFSET_FLAG, PackIndex
 from docteur.idx.writer import encode_index
 from docteur.image.format import PACK_OFFSET, locate
+from docteur.sections.table import ENTRY, HEAD, SectionTable, encode_table, locate_table
 
 from .forge import ofs_distance
 
@@ -40,6 +42,7 @@ class Layout:
     block: int
     objects: tuple[tuple[int, int, bytes], ...]  # (absolute start, absolute end, id)
     index: PackIndex
+    table: SectionTable | None
 
     @classmethod
     def of(cls, image: bytes) -> Layout:
@@ -50,8 +53,9 @@ class Layout:
         objects = tuple(
             (PACK_OFFSET + o, PACK_OFFSET + e, oid) for (o, oid), e in zip(rows, ends, strict=True)
         )
-        block = _block_of(sections.idx_offset, pack_end)
-        return cls(len(image), pack_end, sections.idx_offset, sections.idx_end, block, objects, index)
+        table = locate_table(InMemory(image), sections.idx_end)
+        block = table.block_size if table is not None else _block_of(sections.idx_offset, pack_end)
+        return cls(len(image), pack_end, sections.idx_offset, sections.idx_end, block, objects, index, table)
 
     def regions(self) -> dict[str, tuple[int, int]]:
         """Named byte ranges; empty ones (e.g. no padding) are left out."""
@@ -69,8 +73,22 @@ class Layout:
             "idx-crcs": (names + 20 * count, names + 24 * count),
             "idx-offsets": (names + 24 * count, names + 28 * count),
             "idx-checksums": (self.idx_end - 40, self.idx_end),
-            "tail-padding": (self.idx_end, self.size),
+            "tail-padding": (self.idx_end, self.table.offset if self.table else self.size),
         }
+        if self.table is not None:
+            entries = self.table.offset + HEAD.size
+            found["table-head"] = (self.table.offset, entries)
+            found["table-entries"] = (entries, entries + ENTRY.size * len(self.table.sections))
+            found["table-checksum"] = (
+                self.table.offset + self.table.length - 32,
+                self.table.offset + self.table.length,
+            )
+            at = self.table.offset + self.table.length
+            for s in self.table.sections:
+                found[f"{s.name}-padding"] = (at, s.offset)
+                found[f"{s.name}-section"] = (s.offset, s.end)
+                at = s.end
+            found["extension-tail"] = (at, self.size)
         return {name: span for name, span in found.items() if span[0] < span[1]}
 
     def boundaries(self) -> list[int]:
@@ -94,8 +112,8 @@ def reseal(image: bytearray, layout: Layout) -> bytearray:
 
 
 def _replace_idx(image: bytearray, layout: Layout, idx: bytes) -> bytearray:
-    out = image[: layout.idx_offset] + idx
-    return out + bytes(align(len(out), layout.block) - len(out))
+    """The image with another IDX of the same length; what follows it (the extension) is kept."""
+    return image[: layout.idx_offset] + idx + image[layout.idx_offset + len(idx) :]
 
 
 def _span(layout: Layout, rng: random.Random) -> tuple[str, int, int]:
@@ -236,6 +254,22 @@ def resealed_flip(image: bytearray, layout: Layout, rng: random.Random) -> str:
     return f"resealed flip in {oid.hex()[:12]} at {pos}"
 
 
+def resealed_section(image: bytearray, layout: Layout, rng: random.Random) -> str:
+    """Damage a section of the extension, then give it (and the table) the right checksums again."""
+    table = layout.table
+    assert table is not None, "the base image has an extension"
+    section = rng.choice(table.sections)
+    spots = [rng.randrange(section.offset, section.end) for _ in range(rng.randint(1, 4))]
+    for pos in spots:
+        image[pos] ^= 1 << rng.randrange(8)
+    sealed = [
+        s._replace(checksum=hashlib.sha256(image[s.offset : s.end]).digest()) if s is section else s
+        for s in table.sections
+    ]
+    image[table.offset : table.offset + table.length] = encode_table(table.block_size, sealed)
+    return f"resealed flip in the {section.name} section at " + ",".join(map(str, spots))
+
+
 def git_accepts(image: bytes, layout: Layout, scratch: Path) -> bool:
     """Whether `git verify-pack` accepts the PACK and IDX of an image laid out like the original.
 
@@ -267,6 +301,7 @@ FAMILIES: dict[str, Family] = {
         entry_size,
         delta_base,
         resealed_flip,
+        resealed_section,
     )
 }
 
