@@ -19,14 +19,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import os
 
+    from docteur.bytesource import ByteSource
     from docteur.fs.image import Image, Stat
 
 __all__ = ["CorruptImageError", "DocteurError", "Image", "Stat", "open"]
 __version__ = "0.1.0"
 
 
-def open(path: str | os.PathLike[str], **cache: int) -> Image:
-    """Open a docteur image (a regular file or a raw block device) for reading."""
+def open(path: str | os.PathLike[str] | ByteSource, **cache: int) -> Image:
+    """Open a docteur image (a regular file, a raw block device, or a docteur.bytesource.ByteSource)
+    for reading; closing the image closes the source."""
     from docteur.fs.image import Image
 
     return Image(path, **cache)

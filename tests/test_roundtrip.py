@@ -22,6 +22,7 @@ from trees import (
 
 import docteur
 from docteur.make import make, parse_date
+from docteur.reindex import reindex
 
 DATE = parse_date("2021-01-01T00:00:00Z")
 
@@ -63,6 +64,11 @@ def test_directory_round_trip(tmp_path_factory, tree: dict) -> None:
     expected = read_fs_tree(root / "src")
     make(str(root / "src"), root / "disk.img", date=DATE, quiet=True)
     assert image_tree(root / "disk.img") == expected
+    # Read through its trees instead of the path index: the same; and reindexed: the same bytes.
+    make(str(root / "src"), root / "plain.img", date=DATE, quiet=True, index=False)
+    assert image_tree(root / "plain.img") == expected
+    reindex(root / "plain.img")
+    assert (root / "plain.img").read_bytes() == (root / "disk.img").read_bytes()
     shutil.rmtree(root)
 
 

@@ -13,7 +13,6 @@ from docteur.bytesource.mapped import DEFAULT_MAPPED_BYTES, MappedFile
 from docteur.errors import CorruptImageError
 from docteur.fs.entry import UNKNOWN, Entry, is_dir, normalize, not_a_directory, shown
 from docteur.fs.indexed import IndexedLayout
-from docteur.fs.layout import DEFAULT_MAX_ENTRIES, TrieLayout
 from docteur.git.objects import (
     BLOB,
     COMMIT,
@@ -32,6 +31,12 @@ from docteur.sections import PATHS
 from docteur.sections.paths import PathIndex
 from docteur.sections.table import SectionTable, locate_table
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from docteur.fs.layout import TrieLayout
+
+# Directory entries held in memory by default: the path index's records, or the trie's trees.
+DEFAULT_MAX_ENTRIES = 1 << 13  # ~250 bytes each
 # read_all() gathers this many paths, then reads them in PACK order.
 READ_ALL_BATCH = 4096
 # Files read by location whose content hashed to its id lately: read again, they are not hashed again.
@@ -100,7 +105,7 @@ class BlobFile(io.BufferedIOBase):
 
 
 class Image:
-    """A docteur image opened for reading: a regular file or a raw block device.
+    """A docteur image opened for reading: a regular file, a raw block device, or any byte source.
 
     Every length comes from the header and the IDX, never from the file size, so a block device padded
     with zeros (as a VM disk is) reads the same as the file it was copied from.
@@ -116,15 +121,18 @@ class Image:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | ByteSource,
         *,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         max_object_size: int = DEFAULT_MAX_OBJECT_SIZE,
         mapped_bytes: int = DEFAULT_MAPPED_BYTES,
         layout_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
-        self.path = os.fspath(path)
-        self.source: ByteSource = MappedFile(self.path, mapped_bytes=mapped_bytes)
+        if isinstance(path, ByteSource):
+            self.source: ByteSource = path
+        else:
+            self.source = MappedFile(path, mapped_bytes=mapped_bytes)
+        self.path = self.source.name
         self._checked: dict[int, bytes] = {}
         try:
             self.placement: Placement
@@ -158,6 +166,8 @@ class Image:
         if rooted is not None and paths is not None:
             self._layout = IndexedLayout(paths, rooted[1], tree)
         else:
+            from docteur.fs.layout import TrieLayout  # datrie: imported only where no index serves
+
             self._layout = TrieLayout(tree, self._tree_rows, layout_entries)
 
     def _path_index(self, max_entries: int) -> PathIndex | None:
@@ -280,6 +290,15 @@ class Image:
         if entry.mode != MODE_LINK:
             raise OSError(errno.EINVAL, "Not a symbolic link", shown(key))
         return _name(self._content(key, entry))
+
+    def subdirectories(self, path: str | bytes) -> int:
+        """How many subdirectories the directory `path` holds (its link count is 2 more)."""
+        key, entry = self._entry(path)
+        if not is_dir(entry.mode):
+            raise not_a_directory(key)
+        if entry.length != UNKNOWN:  # the path index counts them
+            return entry.length
+        return sum(1 for child in self._layout.children(key) if is_dir(child.mode))
 
     def listdir(self, path: str | bytes = "") -> list[str]:
         return [_name(child.name) for child in self._layout.children(normalize(path))]

@@ -27,7 +27,6 @@ from docteur.fs.entry import UNKNOWN, Entry, is_dir, missing, not_a_directory
 from docteur.git.objects import MODE_DIR, MODE_OF_TEXT, TreeRow
 
 ALPHABET = [("\x01", "\xff")]
-DEFAULT_MAX_ENTRIES = 1 << 13  # ~250 bytes each
 _DIR_TEXT = b"%o" % MODE_DIR
 _FILE_TEXTS = frozenset(text for text, mode in MODE_OF_TEXT.items() if not is_dir(mode))
 _new_tuple = tuple.__new__  # builds an Entry without namedtuple's Python-level __new__ (2x faster)
@@ -49,7 +48,7 @@ class _Directory:
 
 
 class TrieLayout:
-    def __init__(self, root: bytes, load_tree: LoadTree, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+    def __init__(self, root: bytes, load_tree: LoadTree, max_entries: int) -> None:
         self.root = Entry(b"", MODE_DIR, root, 0, UNKNOWN, UNKNOWN)
         self._load_tree = load_tree
         self._max_entries = max_entries

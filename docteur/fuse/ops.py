@@ -94,9 +94,7 @@ class ImageOperations(Operations):  # type: ignore[misc]
 
     def _attrs_of(self, path: str, st: Stat) -> dict[str, Any]:
         if st.mode == MODE_DIR:
-            # walk's first step lists the subdirectories without sizing every file as scandir would.
-            subdirs = next(self.img.walk(path))[1]
-            return self._attrs(path, st.mode, 0, 2 + len(subdirs))
+            return self._attrs(path, st.mode, 0, 2 + self.img.subdirectories(path))
         return self._attrs(path, st.mode, st.size, 2 if st.mode == MODE_GITLINK else 1)
 
     @_eio

@@ -102,12 +102,16 @@ class PackReader:
         """`length` bytes of the PACK at `pos`, fewer where its objects end."""
         return self.source.read(self.at + pos, min(length, self.end - pos))
 
-    def entry_header(self, offset: int) -> tuple[int, int, int, int | bytes | None]:
-        """(type, declared size, start of the zlib data, delta base: offset, raw id or None)."""
+    def entry_header(
+        self, offset: int, head: bytes | memoryview | None = None
+    ) -> tuple[int, int, int, int | bytes | None]:
+        """(type, declared size, start of the zlib data, delta base: offset, raw id or None), parsed from
+        `head` when the caller read the entry's bytes already."""
         end = self.end
         if not 12 <= offset < end:
             raise CorruptImageError(f"object offset {offset} is outside the PACK")
-        head = self.source.read(self.at + offset, min(_HEADER_MAX, end - offset))
+        if head is None:
+            head = self.source.read(self.at + offset, min(_HEADER_MAX, end - offset))
         last = len(head)
         byte = head[0]
         kind = (byte >> 4) & 7
@@ -149,10 +153,13 @@ class PackReader:
             raise CorruptImageError(f"object at {offset} has unknown type {kind}")
         return kind, size, offset + pos, base
 
-    def inflate(self, pos: int, size: int, stop: int | None = None) -> bytes:
+    def inflate(
+        self, pos: int, size: int, stop: int | None = None, stream: bytes | memoryview | None = None
+    ) -> bytes:
         """Exactly `size` bytes from the zlib stream at `pos`, never more (zlib bombs stop at size + 1).
 
-        `stop`, when known, is where the entry ends: no byte past it is read."""
+        `stop`, when known, is where the entry ends: no byte past it is read. `stream`, when the caller
+        read them already, is the bytes from `pos` to `stop`."""
         step = size + (size >> 6) + 64  # enough input for one call, even for stored (incompressible) data
         if stop is not None:
             step = min(step, stop - pos)
@@ -160,7 +167,7 @@ class PackReader:
             try:
                 # 258 bytes of spare room: zlib's fast loop needs that much, and an exact-size buffer
                 # decoded its last 258 bytes symbol by symbol (15% slower on small files).
-                data = zlib.decompress(self.read(pos, step), bufsize=size + 258)
+                data = zlib.decompress(self.read(pos, step) if stream is None else stream, bufsize=size + 258)
             except zlib.error:
                 pass  # truncated input or corrupt data: the streaming path says which
             else:
@@ -210,11 +217,14 @@ class PackReader:
         item = cache.get(offset)
         if item is not None:
             return item
-        kind, size, pos, base = self.entry_header(offset)
         if stop is None:
             stop = self._stop(offset)
+        # With the entry's extent known, a small entry is read once: header and data.
+        whole = self.read(offset, stop - offset) if stop is not None and stop - offset <= _ONE_SHOT else None
+        kind, size, pos, base = self.entry_header(offset, whole)
         if base is None:  # most objects: no chain to follow
-            item = (kind, self.inflate(pos, size, stop))
+            stream = None if whole is None else whole[pos - offset :]
+            item = (kind, self.inflate(pos, size, stop, stream))
             cache.put(offset, item, keep)
             return item
         chain: list[tuple[int, int, int, int | None]] = []
