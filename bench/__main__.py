@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import corpora, makes, peers, reads, startup
+from bench import corpora, index, makes, peers, reads, startup
 from bench.images import image_of
 from bench.table import Row, render, save
 
@@ -29,28 +29,37 @@ def main(argv: list[str]) -> int:
     runs = max(1, args.runs)
     started = time.monotonic()
     print("generating corpora (once) and images...", file=sys.stderr)
-    tiny, book, pages, large = (corpora.generated(n) for n in ("tiny", "book", "pages", "large"))
+    tiny, book, pages, large, wide = (
+        corpora.generated(n) for n in ("tiny", "book", "pages", "large", "wide")
+    )
+    real = corpora.shared()  # ../shared/corpora: real repositories, when present
     extra = [corpora.given(s) for s in args.sources]
-    made = {c.name: image_of(c) for c in (tiny, book, pages, large, *extra)}
+    made = {c.name: image_of(c) for c in (tiny, book, pages, large, wide, *real, *extra)}
     rows: list[Row] = []
-    for corpus in (book, pages, large, *extra):
+    for corpus in (book, pages, large, *real, *extra):
         print(f"reading {corpus.name}...", file=sys.stderr)
         rows += reads.full_read(made[corpus.name], runs)
-    rows.append(reads.open_to_first_byte(made["pages"], made["tiny"], runs))
+    rows += reads.open_to_first_byte(made["wide"], made["tiny"], runs)
+    rows.append(reads.fresh_process(made["pages"], runs))
     rows.append(reads.repeated_read(made["pages"], runs))
     rows.append(reads.peak_rss(made["pages"], runs))
     rows.append(reads.peak_rss(made["large"], runs))
-    for corpus in (book, pages, *extra):
+    rows += [index.size(made[c.name]) for c in (book, pages, wide, *real)]
+    for corpus in (book, pages, *real, *extra):
         print(f"making {corpus.name}...", file=sys.stderr)
-        if corpus.files:
+        if corpus.files and not corpus.real:
             rows += makes.from_directory(corpus, max(1, runs // 2))
         if corpus.repo is not None:
             rows += makes.from_repository(corpus, runs)
+    rows.append(index.make_time(pages, max(1, runs // 2)))
+    rows += [index.make_time(c, runs) for c in real]
     rows.append(startup.cat_start(made["tiny"], runs))
     if not args.no_peers:
         for name in peers.modules():
             print(f"running {name}...", file=sys.stderr)
             rows += peers.rows_of(name, book)
+        # FUSE on many small files too: where walking costs most (find, ls -lR).
+        rows += peers.rows_of("bench_fuse", pages)
     print(render(rows))
     context = {
         "machine": platform.machine(),

@@ -4,7 +4,10 @@
   in a repository with a few edited revisions so that its packs hold deltas;
 - pages: ~40,000 small pages (~20 MB) in 400 folders, sharing a template;
 - large: a few large files (compressible text, an edited copy of it, random bytes);
-- tiny: ~40 files, the small side of the open-to-first-byte comparison.
+- tiny: ~40 files, the small side of the open-to-first-byte comparison;
+- wide: 4,000 small files in one folder (like an icon set), the large side of it;
+- the real repositories of ../shared/corpora (with history and real delta chains), when present:
+  checked out at HEAD beside the others, and made into images from the repository itself.
 
 A corpus is a directory (`NAME/`) and a bare repository of it (`NAME.git`): the same data serves the directory
 and the repository sources.
@@ -44,6 +47,7 @@ class Corpus:
     tree: Path  # the files
     repo: Path | None  # a bare repository whose HEAD commit holds them (None for a directory given alone)
     files: int
+    real: bool = False  # a real repository: its image is made from the repository (its own deltas)
 
 
 def git(root: Path, *args: str) -> bytes:
@@ -153,6 +157,20 @@ def _large(root: Path) -> None:
     git(root, "gc", "-q")
 
 
+def _wide(root: Path) -> None:
+    rng = random.Random(13)
+    prose = Prose(rng)
+    files: dict[str, str | bytes] = {"README.md": prose.paragraph(5) + "\n"}
+    for i in range(4000):
+        title = " ".join(rng.choices(prose.words, k=2))
+        files[f"icons/icon-{i:04d}.svg"] = (
+            '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16">'
+            f'<title>{title}</title><path d="M{rng.randint(0, 16)} {rng.randint(0, 16)}h{i % 9}"/></svg>\n'
+        )
+    _first_commit(root, files, "wide")
+    git(root, "gc", "-q")
+
+
 def _tiny(root: Path) -> None:
     rng = random.Random(11)
     prose = Prose(rng)
@@ -164,7 +182,9 @@ GENERATORS: dict[str, Callable[[Path], None]] = {
     "pages": _pages,
     "large": _large,
     "tiny": _tiny,
+    "wide": _wide,
 }
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora"
 
 
 def count_files(root: Path) -> int:
@@ -184,6 +204,27 @@ def generated(name: str) -> Corpus:
         GENERATORS[name](root)
         stamp.write_text(VERSION)
     return Corpus(name, root, repo, count_files(root))
+
+
+def shared() -> list[Corpus]:
+    """The real repositories of ../shared/corpora, each checked out at HEAD under WORK (once)."""
+    found = []
+    for repo in sorted(SHARED.glob("*.git")) if SHARED.is_dir() else []:
+        head = subprocess.run(
+            ["git", f"--git-dir={repo}", "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        root = WORK / "corpora" / repo.stem
+        stamp = WORK / "corpora" / f"{repo.stem}.head"
+        if not (stamp.exists() and stamp.read_text() == head):
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            archive = subprocess.run(
+                ["git", f"--git-dir={repo}", "archive", "HEAD"], check=True, capture_output=True
+            )
+            subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+            stamp.write_text(head)
+        found.append(Corpus(repo.stem, root, repo, count_files(root), real=True))
+    return found
 
 
 def given(path: str) -> Corpus:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
-from collections import namedtuple
+from collections import OrderedDict, namedtuple
 from collections.abc import Iterator
 
 from docteur.bytesource import ByteSource
@@ -133,7 +133,7 @@ class Image:
         else:
             self.source = MappedFile(path, mapped_bytes=mapped_bytes)
         self.path = self.source.name
-        self._checked: dict[int, bytes] = {}
+        self._checked: OrderedDict[int, bytes] = OrderedDict()
         try:
             self.placement: Placement
             self.placement, index = locate(self.source)
@@ -233,7 +233,7 @@ class Image:
                     f"{entry.oid.hex()} of {entry.size} bytes"
                 )
             if len(self._checked) >= _CHECKED:
-                del self._checked[next(iter(self._checked))]
+                self._checked.popitem(last=False)  # O(1), where popping a dict's first key is not
             self._checked[entry.where] = entry.oid
         return data
 

@@ -3,6 +3,7 @@ place; no tree is inflated and no trie is built (nor datrie imported)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 
 from docteur.fs.entry import UNKNOWN, Entry, missing, not_a_directory
@@ -33,7 +34,7 @@ class IndexedLayout:
         self._index = index
         self._root = root
         self.root = Entry(b"", MODE_DIR, tree, 0, UNKNOWN, root.subdirs)
-        self._recent: dict[bytes, Directory] = {}
+        self._recent: OrderedDict[bytes, Directory] = OrderedDict()
 
     def _directory(self, path: bytes) -> Directory:
         found = self._recent.get(path)
@@ -55,7 +56,7 @@ class IndexedLayout:
                 else:
                     raise not_a_directory(b"/".join(parts[: depth + 1]))
         if len(self._recent) >= _RECENT:
-            del self._recent[next(iter(self._recent))]
+            self._recent.popitem(last=False)
         self._recent[path] = here
         return here
 
