@@ -7,6 +7,7 @@ thread-safe, and Python threads would gain nothing under the GIL: libfuse runs o
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any
 
@@ -24,19 +25,18 @@ def _plus_fuse() -> type:
     for them (READDIRPLUS): mfusepy passes only names and types, so the kernel would look each entry up
     again, one round trip per file, before `ls -l`, `find` or a reader could use it. Entries go with their
     offsets: libfuse 3.14 keeps the attributes of plus entries only on that path."""
-    from mfusepy import FUSE, c_stat, set_st_attrs
+    from mfusepy import FUSE
 
     class PlusFUSE(FUSE):  # type: ignore[misc]
         def readdir_fuse_3(
             self, path: bytes, buf: Any, filler: Any, offset: int, fip: Any, flags: int
         ) -> int:
-            listing = self.operations.readdir(path.decode(self.encoding, self.errors), 0)
-            plus = flags & FUSE_READDIR_PLUS
-            for position, (name, attrs, _) in enumerate(listing[offset:], start=offset + 1):
-                st = c_stat()
-                set_st_attrs(st, attrs, use_ns=True)
-                fill = FUSE_FILL_DIR_PLUS if plus and name not in (".", "..") else 0
-                if filler(buf, name.encode(self.encoding, self.errors), st, position, fill) != 0:
+            listing = self.operations.listing(path.decode(self.encoding, self.errors))
+            plus = FUSE_FILL_DIR_PLUS if flags & FUSE_READDIR_PLUS else 0
+            # The kernel takes a page of entries per call: no copy of a long listing each time.
+            for position, (name, st) in enumerate(itertools.islice(listing, offset, None), start=offset + 1):
+                fill = plus if position > 2 else 0  # "." and ".." are listed plain
+                if filler(buf, name, st, position, fill) != 0:
                     break  # the kernel's buffer is full: it asks again from `position`
             return 0
 

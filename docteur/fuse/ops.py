@@ -15,7 +15,7 @@ import stat
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from mfusepy import FuseOSError, Operations
+from mfusepy import FuseOSError, Operations, c_stat, set_st_attrs
 
 from docteur.errors import DocteurError
 from docteur.fs.image import Image, Stat
@@ -39,7 +39,10 @@ def _modes(mode: int) -> int:
 
 def inode(path: str) -> int:
     """A stable inode number for a path: 1 for the root, else 63 bits of its BLAKE2b (never 0 or 1)."""
-    raw = path.strip("/").encode("utf-8", "surrogateescape")
+    return _inode(path.strip("/").encode("utf-8", "surrogateescape"))
+
+
+def _inode(raw: bytes) -> int:
     if not raw:
         return ROOT_INO
     return max(2, int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little") >> 1)
@@ -72,7 +75,11 @@ class ImageOperations(Operations):  # type: ignore[misc]
         self._time = img.info.commit_time * 1_000_000_000
         self._owner = {"st_uid": os.getuid(), "st_gid": os.getgid()}
         self._recent: dict[str, bytes] = {}
-        self._listings: dict[str, list[tuple[str, dict[str, Any], int]]] = {}
+        # Listings as the kernel takes them (names and filled stat structures), for the directories read
+        # last: `find` and `ls -R` list every directory again each time, and the image never changes.
+        self._listings: dict[str, list[tuple[bytes, c_stat]]] = {}
+        self._template = c_stat()
+        set_st_attrs(self._template, self._attrs("/", MODE_DIR, 0, 1), use_ns=True)
 
     def _attrs(self, path: str, mode: int, size: int, nlink: int) -> dict[str, Any]:
         return {
@@ -102,16 +109,42 @@ class ImageOperations(Operations):  # type: ignore[misc]
         return self.img.readlink(path)
 
     @_eio
-    def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, Any], int]]:
-        """Every entry with its full attributes: the kernel asks for them all at once (READDIRPLUS, see
-        mount.py) instead of one lookup per file."""
+    def listing(self, path: str) -> list[tuple[bytes, c_stat]]:
+        """Every entry of a directory with its full attributes, ready for the kernel: it asks for them all
+        at once (READDIRPLUS, see mount.py) instead of one lookup per file. The structures are filled
+        from a template (what every entry shares) and kept for the last directories listed."""
+        found = self._listings.get(path)
+        if found is not None:
+            return found
         here = path.rstrip("/")
-        parent = here.rpartition("/")[0]
-        dots = [
-            (".", {"st_mode": stat.S_IFDIR, "st_ino": inode(here)}, 0),
-            ("..", {"st_mode": stat.S_IFDIR, "st_ino": inode(parent)}, 0),
+        raw = here.encode("utf-8", "surrogateescape")
+        parent = raw.rpartition(b"/")[0]
+        found = [
+            (b".", self._filled(raw, stat.S_IFDIR, 0, 0)),
+            (b"..", self._filled(parent, stat.S_IFDIR, 0, 0)),
         ]
-        return dots + [(name, self._attrs_of(f"{here}/{name}", st), 0) for name, st in self.img.scandir(here)]
+        for name, st in self.img.scandir(here):
+            child = f"{here}/{name}"
+            if st.mode == MODE_DIR:
+                nlink = 2 + self.img.subdirectories(child)
+            else:
+                nlink = 2 if st.mode == MODE_GITLINK else 1
+            key = name.encode("utf-8", "surrogateescape")
+            found.append((key, self._filled(raw + b"/" + key, _modes(st.mode), st.size, nlink)))
+        self._listings[path] = found
+        _bound(self._listings, RECENT_DIRECTORIES)
+        return found
+
+    def _filled(self, raw: bytes, mode: int, size: int, nlink: int) -> c_stat:
+        st = c_stat.from_buffer_copy(self._template)
+        st.st_mode, st.st_ino, st.st_nlink = mode, _inode(raw.strip(b"/")), nlink
+        st.st_size, st.st_blocks = size, -(-size // 512)
+        return st
+
+    def readdir(self, path: str, fh: int) -> list[str]:
+        """Names only: defining it makes mfusepy register directory reads, which the mount serves from
+        listing() (see mount.py)."""
+        return [name.decode("utf-8", "surrogateescape") for name, _ in self.listing(path)]
 
     def open(self, path: str, flags: int) -> int:
         # ENOSYS tells the kernel it need not open files at all: no open/release round trips, and its page
