@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     import os
 
     from docteur.bytesource import ByteSource
-    from docteur.fs.image import Image, Stat
+    from docteur.fs.image import Image, Stat, View
 
-__all__ = ["CorruptImageError", "DocteurError", "Image", "Stat", "open"]
+__all__ = ["CorruptImageError", "DocteurError", "Image", "Stat", "View", "open"]
 __version__ = "0.1.0"
 
 
@@ -36,7 +36,7 @@ def open(path: str | os.PathLike[str] | ByteSource, **cache: int) -> Image:
 
 def __getattr__(name: str) -> object:
     # Lazy attributes keep `import docteur` cheap for the CLI.
-    if name in ("Image", "Stat"):
+    if name in ("Image", "Stat", "View"):
         from docteur.fs import image
 
         return getattr(image, name)

@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from docteur.pack.engine import build_pack
 from docteur.progress import Progress
 from docteur.sections.build import SectionData
 from docteur.source import Snapshot, spec
+from docteur.source.refs import RefSelection
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def _warn(message: str) -> None:
 
 def _snapshot(
     source: str,
-    branch: str | None,
+    selection: RefSelection,
     history: bool,
     when: datetime,
     workdir: Path,
@@ -60,19 +61,19 @@ def _snapshot(
         from docteur.source import remote
 
         target = Repo.init_bare(str(workdir / "fetched.git"), mkdir=True)
-        wanted = remote.fetch(where.location, branch, history, target)
-        return repository.snapshot_of(target, wanted, history, progress)
+        wanted = remote.fetch(where.location, selection, history, target)
+        return repository.snapshot_of(target, wanted, selection.named, history, progress)
     repo = repository.open_repo(where.location)
     if repo is not None:
-        return repository.snapshot(repo, branch, history, progress)
-    if branch is not None:
-        raise SourceError(f"-b {branch} given, but {where.location} is a directory, not a repository")
+        return repository.snapshot(repo, selection, history, progress)
+    if selection.asked:
+        raise SourceError(f"{selection} given, but {where.location} is a directory, not a repository")
     from docteur.source import directory
 
     return directory.stage(where.location, when, workdir, progress, warn)
 
 
-def _sections(pack: Path, idx: bytes, commit: bytes, index: bool) -> list[SectionData]:
+def _sections(pack: Path, idx: bytes, snapshot: Snapshot, index: bool) -> list[SectionData]:
     """The image's sections, built from the new PACK; without `index`, the same tree checks alone.
 
     Every tree reachable from the commit is parsed here: a source whose trees the reader would reject
@@ -85,13 +86,15 @@ def _sections(pack: Path, idx: bytes, commit: bytes, index: bool) -> list[Sectio
     from docteur.pack.reader import PackReader
     from docteur.sections.build import build_sections, check_trees
 
+    named = [(name, bytes.fromhex(commit.decode())) for name, commit in snapshot.refs]
+    commits = list(dict.fromkeys(c for _, c in named)) or [bytes.fromhex(snapshot.commit.decode())]
     with MappedFile(pack) as source:
         reader = PackReader(source, PackIndex(InMemory(idx)))
         try:
             if not index:
-                check_trees(reader, [commit])
+                check_trees(reader, commits)
                 return []
-            return build_sections(reader, [commit])
+            return build_sections(reader, commits, named)
         except CorruptImageError as e:
             raise SourceError(f"malformed source: {e}") from None
 
@@ -126,7 +129,9 @@ def make(
     source: str,
     output: str | Path,
     *,
-    branch: str | None = None,
+    branch: str | Sequence[str] | None = None,
+    all_branches: bool = False,
+    tags: bool = False,
     block_size: int = DEFAULT_BLOCK_SIZE,
     date: datetime | None = None,
     history: bool = False,
@@ -134,19 +139,24 @@ def make(
     quiet: bool = False,
     warn: Callable[[str], None] = _warn,
 ) -> Made:
-    """Make the image of `source` at `output`; without `index`, only what OCaml docteur writes (no
-    extension after the IDX)."""
+    """Make the image of `source` at `output`: of the refs `branch` names (one, or several: the header's
+    commit is the first's), plus every branch or tag when asked, else of HEAD; without `index`, only what
+    OCaml docteur writes (no extension after the IDX, so a single ref)."""
     check_block_size(block_size)
+    names = (branch,) if isinstance(branch, str) else tuple(branch or ())
+    selection = RefSelection(names, all_branches, tags)
+    if not index and (len(names) > 1 or all_branches or tags):
+        raise DocteurError("several refs are recorded in the image's extension: they need the index")
     when = date if date is not None else datetime.now().astimezone()
     output = Path(output)
     progress = Progress(not quiet)
     _remove_abandoned_scratch()
     with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
         workdir = Path(scratch)
-        snapshot = _snapshot(source, branch, history, when, workdir, progress, warn)
+        snapshot = _snapshot(source, selection, history, when, workdir, progress, warn)
         pack, idx = build_pack(snapshot, workdir, progress.enabled, warn)
         commit = bytes.fromhex(snapshot.commit.decode())
-        sections = _sections(pack, idx, commit, index)
+        sections = _sections(pack, idx, snapshot, index)
         progress.start("writing image")
         size = write_image(output, commit, pack, idx, block_size, sections)
         progress.finish()

@@ -14,7 +14,7 @@ from gitservers import make_repo
 from trees import FILE, LINK, read_image_tree, write_tree
 
 import docteur
-from docteur.fs import image as image_module
+from docteur.fs import view as image_module
 from docteur.git.objects import OFS_DELTA
 from docteur.pack import engine
 from docteur.progress import Progress
@@ -165,7 +165,7 @@ def test_git_and_dulwich_list_the_same_objects(tmp_path: Path) -> None:
     made = make_repo(tmp_path / "r.git", {"a.txt": b"a" * 3000, "dir/b.txt": b"b\n" * 700}, commits=3)
     repo, head = Repo(str(made.path)), made.head.encode()
     for history in (False, True):
-        by_git = repository._listed_by_git(repo, head, history)
-        by_dulwich = repository._listed_by_dulwich(repo, head, history, Progress(False))
+        by_git = repository._listed_by_git(repo, [head], history)
+        by_dulwich = repository._listed_by_dulwich(repo, [head], history, Progress(False))
         assert sorted(by_git) == sorted(by_dulwich)
         assert by_git[0] == by_dulwich[0] == (head, b"")

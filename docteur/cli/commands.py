@@ -31,7 +31,9 @@ def make(
     source: str,
     image: str,
     *,
-    branch: str | None = None,
+    branch: list[str] | None = None,
+    all_branches: bool = False,
+    tags: bool = False,
     block_size: int = 512,
     date: str | None = None,
     history: bool = False,
@@ -53,6 +55,8 @@ def make(
             source,
             image,
             branch=branch,
+            all_branches=all_branches,
+            tags=tags,
             block_size=block_size,
             date=when,
             history=history,
@@ -79,12 +83,13 @@ def verify(image: str, *, as_json: bool = False) -> None:
                 "message": info.message.decode("utf-8", "replace") if info else None,
                 "objects": report.objects,
                 "block_size": report.block_size,
+                "refs": report.refs,
                 "size": report.size,
             }
             _print_json(document)
         else:
             if info is not None and report.ok:
-                sys.stdout.write(describe(info))
+                sys.stdout.write(describe(info, report.refs))
             for problem in report.problems:
                 sys.stderr.write(f"docteur-verify: {image}: {problem}\n")
     if not report.ok:

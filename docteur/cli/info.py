@@ -36,6 +36,7 @@ class Summary:
     block_size: int | None  # recorded by the section table, else inferred; None when no power of two fits
     compression_ratio: float  # content_bytes / pack_bytes
     indexed: bool  # lookups use the image's path index
+    refs: dict[str, str]  # name -> commit (an image of HEAD alone: HEAD)
     sections: list[dict[str, int | str]]  # the extension's sections: name, offset, length
 
     def as_dict(self) -> dict[str, object]:
@@ -106,6 +107,7 @@ def summarize(img: Image) -> Summary:
         block_size=block_size,
         compression_ratio=round(content / sections.pack_length, 3),
         indexed=img.indexed,
+        refs=img.refs,
         sections=[
             {"name": s.name, "offset": s.offset, "length": s.length}
             for s in (table.sections if table is not None else ())
@@ -118,7 +120,8 @@ def describe(s: Summary) -> str:
     return (
         f"image\t: {s.image}\n"
         f"commit\t: {s.commit}\n"
-        f"root\t: {s.root}\n"
+        + "".join(f"ref\t: {commit} {name}\n" for name, commit in s.refs.items() if name != "HEAD")
+        + f"root\t: {s.root}\n"
         f"date\t: {s.commit_time}\n"
         f"history\t: {s.history_depth} commit{'s' if s.history_depth != 1 else ''}\n"
         f"objects\t: {s.objects}\n"

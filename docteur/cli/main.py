@@ -76,8 +76,16 @@ def make(
     ],
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image to write (replaced atomically).")],
     branch: Annotated[
-        str | None, typer.Option("-b", "--branch", help="Ref to embed: main, refs/heads/main, a tag, an id.")
+        list[str] | None,
+        typer.Option(
+            "-b",
+            "--branch",
+            help="Ref to embed: main, refs/heads/main, a tag, an id. Repeat it for several refs: the "
+            "first is the header's commit.",
+        ),
     ] = None,
+    all_branches: Annotated[bool, typer.Option("--all-branches", help="Embed every branch.")] = False,
+    tags: Annotated[bool, typer.Option("--tags", help="Embed every tag (peeled to its commit).")] = False,
     block_size: Annotated[int, typer.Option("--bs", help="Block size: a power of two from 512.")] = 512,
     date: Annotated[
         str | None, typer.Option("-d", "--date", help="RFC 3339 date of a directory's commit (default: now).")
@@ -102,11 +110,15 @@ def make(
       docteur-make ./site site.img -d 2020-10-10T08:00:00+00:00
 
       docteur-make file:///srv/repo.git --history disk.img
+
+      docteur-make . disk.img -b main -b feature --tags
     """
     commands.make(
         source,
         image,
-        branch=branch,
+        branch=branch or [],
+        all_branches=all_branches,
+        tags=tags,
         block_size=block_size,
         date=date,
         history=history,

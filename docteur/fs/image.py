@@ -1,110 +1,34 @@
-"""The reader: an image opened like a zip archive, with read/open/listdir/stat/walk."""
+"""The reader: an image opened like a zip archive, the view of its header's commit (see view.py), and of
+any other commit it holds through at()."""
 
 from __future__ import annotations
 
-import errno
-import io
 import os
-from collections import OrderedDict, namedtuple
-from collections.abc import Iterator
+import re
+from collections import OrderedDict
 
 from docteur.bytesource import ByteSource
 from docteur.bytesource.mapped import DEFAULT_MAPPED_BYTES, MappedFile
 from docteur.errors import CorruptImageError
-from docteur.fs.entry import UNKNOWN, Entry, is_dir, normalize, not_a_directory, shown
 from docteur.fs.indexed import IndexedLayout
-from docteur.git.objects import (
-    BLOB,
-    COMMIT,
-    MODE_LINK,
-    TREE,
-    CommitInfo,
-    TreeRow,
-    object_id,
-    parse_commit,
-    tree_rows,
-)
+from docteur.fs.view import BlobFile, Stat, View
+from docteur.git.objects import COMMIT, TREE, CommitInfo, TreeRow, parse_commit, tree_rows
+from docteur.git.refs import ref_candidates
 from docteur.image.format import PACK_OFFSET, Placement, locate
 from docteur.pack.reader import DEFAULT_CACHE_BYTES, DEFAULT_MAX_OBJECT_SIZE, PackReader
 from docteur.pack.store import ObjectStore
-from docteur.sections import PATHS
+from docteur.sections import PATHS, REFS, refs
 from docteur.sections.paths import PathIndex
 from docteur.sections.table import SectionTable, locate_table
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from docteur.fs.layout import TrieLayout
+__all__ = ["BlobFile", "Image", "Stat", "View"]
 
 # Directory entries held in memory by default: the path index's records, or the trie's trees.
 DEFAULT_MAX_ENTRIES = 1 << 13  # ~250 bytes each
-# read_all() gathers this many paths, then reads them in PACK order.
-READ_ALL_BATCH = 4096
-# Files read by location whose content hashed to its id lately: read again, they are not hashed again.
-_CHECKED = 4096
+_HEX_ID = re.compile(r"^[0-9a-f]{40}$")
 
 
-class Stat(namedtuple("Stat", "mode size oid")):
-    __slots__ = ()
-    mode: int  # 0o100644, 0o100755, 0o120000, 0o40000 (0o160000 for a submodule)
-    size: int  # bytes of a file or of a link's target; 0 for a directory
-    oid: str  # hex id of the blob or tree
-
-
-def _name(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
-class BlobFile(io.BufferedIOBase):
-    """A read-only, seekable binary file over one blob's content."""
-
-    def __init__(self, data: bytes, name: str) -> None:
-        super().__init__()
-        self._data = data
-        self._pos = 0
-        self.name = name
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        self._checkClosed()  # type: ignore[attr-defined]
-        start = self._pos
-        end = len(self._data) if size is None or size < 0 else min(start + size, len(self._data))
-        self._pos = max(start, end)
-        return self._data[start:end]
-
-    read1 = read
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        chunk = self.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        self._checkClosed()  # type: ignore[attr-defined]
-        end = self._data.find(b"\n", self._pos) + 1 or len(self._data)
-        if size is not None and size >= 0:
-            end = min(end, self._pos + size)
-        line = self._data[self._pos : end]
-        self._pos = max(self._pos, end)
-        return line
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self._checkClosed()  # type: ignore[attr-defined]
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-
-class Image:
+class Image(View):
     """A docteur image opened for reading: a regular file, a raw block device, or any byte source.
 
     Every length comes from the header and the IDX, never from the file size, so a block device padded
@@ -116,7 +40,7 @@ class Image:
 
     Memory stays bounded whatever the image size: `cache_bytes` of inflated objects (repeated reads,
     delta bases) plus the last object too large for them, about `mapped_bytes` of the mapped image
-    resident at a time, and `layout_entries` directory entries parsed.
+    resident at a time, and `layout_entries` directory entries parsed (per view).
     """
 
     def __init__(
@@ -133,11 +57,12 @@ class Image:
         else:
             self.source = MappedFile(path, mapped_bytes=mapped_bytes)
         self.path = self.source.name
+        self._layout_entries = layout_entries
         self._checked: OrderedDict[int, bytes] = OrderedDict()
         try:
             self.placement: Placement
             self.placement, index = locate(self.source)
-            self._pack = PackReader(
+            pack = PackReader(
                 self.source,
                 index,
                 at=PACK_OFFSET,
@@ -145,46 +70,73 @@ class Image:
                 cache_bytes=cache_bytes,
                 max_object_size=max_object_size,
             )
+            self._pack = pack
             self.sections: SectionTable | None = locate_table(self.source, self.placement.idx_end)
-            self.commit = self.placement.commit.hex()
-            paths = self._path_index(layout_entries)
-            rooted = paths.root(self.placement.commit) if paths is not None else None
-            if rooted is not None:
-                data = rooted[0]
-            else:
-                kind, data = self._get(self.placement.commit, "commit")
-                if kind != COMMIT:
-                    raise CorruptImageError(f"header names {self.commit}, which is not a commit")
-            self.info: CommitInfo = parse_commit(self.commit, data)
+            self._paths = self._path_index()
+            self.refs: dict[str, str] = self._refs()
+            self.objects = ObjectStore(pack)
+            view = self._view_of(self.placement.commit)
         except BaseException:
             self.close()
             raise
-        self.tree = self.info.tree
-        self.objects = ObjectStore(self._pack)
-        tree = bytes.fromhex(self.tree)
-        self._layout: IndexedLayout | TrieLayout
-        if rooted is not None and paths is not None:
-            self._layout = IndexedLayout(paths, rooted[1], tree)
-        else:
-            from docteur.fs.layout import TrieLayout  # datrie: imported only where no index serves
+        super().__init__(view.info, view._layout, pack, view._checked)
 
-            self._layout = TrieLayout(tree, self._tree_rows, layout_entries)
-
-    def _path_index(self, max_entries: int) -> PathIndex | None:
+    def _path_index(self) -> PathIndex | None:
         found = self.sections.find(PATHS) if self.sections is not None else None
         if found is None:
             return None
-        return PathIndex(self.source, found.offset, found.length, max_entries=max_entries)
+        return PathIndex(self.source, found.offset, found.length, max_entries=self._layout_entries)
+
+    def _refs(self) -> dict[str, str]:
+        """name -> commit: what the refs section records, else the header's commit as HEAD."""
+        found = self.sections.find(REFS) if self.sections is not None else None
+        if found is None:
+            return {"HEAD": self.placement.commit.hex()}
+        named = refs.decode(bytes(self.source.read(found.offset, found.length)))
+        if not named or named[0][1] != self.placement.commit:
+            raise CorruptImageError("refs section: its first ref is not the header's commit")
+        return {name.decode("utf-8", "surrogateescape"): commit.hex() for name, commit in named}
+
+    def _view_of(self, commit: bytes) -> View:
+        """The view of `commit`: through the path index when it indexes that commit, else its trees."""
+        rooted = self._paths.root(commit) if self._paths is not None else None
+        if rooted is not None:
+            data, root = rooted
+        else:
+            kind, data = self._get(commit, "commit")
+            if kind != COMMIT:
+                raise CorruptImageError(f"{commit.hex()} is not a commit")
+        info: CommitInfo = parse_commit(commit.hex(), data)
+        tree = bytes.fromhex(info.tree)
+        if rooted is not None and self._paths is not None:
+            return View(info, IndexedLayout(self._paths, root, tree), self._pack, self._checked)
+        from docteur.fs.layout import TrieLayout  # datrie: imported only where no index serves
+
+        layout = TrieLayout(tree, self._tree_rows, self._layout_entries)
+        return View(info, layout, self._pack, self._checked)
+
+    def at(self, ref: str) -> View:
+        """A read-only view of another commit of the image, with the same API: a ref as `refs` names it
+        ("refs/heads/main"), a short one as git resolves it ("main", a tag), "HEAD", or a commit id (any
+        commit the image holds, its history included). The view lives as long as the image."""
+        for name in ref_candidates(ref):
+            found = self.refs.get(name.decode("utf-8", "surrogateescape"))
+            if found is not None:
+                return self._view_of(bytes.fromhex(found))
+        if ref == "HEAD":
+            return self._view_of(self.placement.commit)
+        if _HEX_ID.match(ref):
+            try:
+                return self._view_of(bytes.fromhex(ref))
+            except CorruptImageError as e:
+                if "missing" not in str(e):
+                    raise
+        raise KeyError(f"no ref or commit {ref!r} in the image")
 
     @property
     def end(self) -> int:
         """Where the image's data ends (its last section, or its IDX): what a disk holding it must hold."""
         return self.sections.end if self.sections is not None else self.placement.idx_end
-
-    @property
-    def indexed(self) -> bool:
-        """Whether lookups use the image's path index (else its trees are parsed as needed)."""
-        return isinstance(self._layout, IndexedLayout)
 
     def _get(self, oid: bytes, what: str) -> tuple[int, bytes]:
         try:
@@ -211,141 +163,3 @@ class Image:
 
     def __repr__(self) -> str:
         return f"<docteur.Image {self.path!r} commit={self.commit}>"
-
-    # -- objects ---------------------------------------------------------------------------------------
-
-    def _content(self, key: bytes, entry: Entry, keep: bool = True) -> bytes:
-        """The checked content of the file `entry` at path `key`."""
-        if entry.where == UNKNOWN:
-            i = self._pack.index.find(entry.oid)
-            if i < 0:
-                raise CorruptImageError(f"blob {entry.oid.hex()} is missing from the image")
-            kind, data = self._pack.get_at(i, entry.oid, keep)
-            if kind != BLOB:
-                raise CorruptImageError(f"{shown(key)}: object {entry.oid.hex()} should be a blob")
-            return data
-        stop = entry.where + entry.length if entry.length else None
-        kind, data = self._pack.object_at(entry.where, keep, stop)
-        if self._checked.get(entry.where) != entry.oid:
-            if kind != BLOB or len(data) != entry.size or object_id(BLOB, data) != entry.oid:
-                raise CorruptImageError(
-                    f"path index: {shown(key)}: the object where the index puts it is not blob "
-                    f"{entry.oid.hex()} of {entry.size} bytes"
-                )
-            if len(self._checked) >= _CHECKED:
-                self._checked.popitem(last=False)  # O(1), where popping a dict's first key is not
-            self._checked[entry.where] = entry.oid
-        return data
-
-    def _offset(self, entry: Entry) -> int:
-        """Where a file's object lies in the PACK."""
-        if entry.where != UNKNOWN:
-            return entry.where
-        offset = self._pack.index.lookup(entry.oid)
-        if offset is None:
-            raise CorruptImageError(f"blob {entry.oid.hex()} is missing from the image")
-        return offset
-
-    # -- paths ---------------------------------------------------------------------------------------
-
-    def _entry(self, path: str | bytes) -> tuple[bytes, Entry]:
-        key = normalize(path)
-        return key, self._layout.lookup(key)
-
-    def _blob(self, path: str | bytes) -> tuple[bytes, bytes]:
-        key, entry = self._entry(path)
-        if is_dir(entry.mode):
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", shown(key))
-        return key, self._content(key, entry)
-
-    def exists(self, path: str | bytes) -> bool:
-        try:
-            self._entry(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        return True
-
-    def stat(self, path: str | bytes) -> Stat:
-        """Mode, size and id of a path; a symlink is described itself, not followed."""
-        _, entry = self._entry(path)
-        return self._stat(entry)
-
-    def _stat(self, entry: Entry) -> Stat:
-        if is_dir(entry.mode):
-            return Stat(entry.mode, 0, entry.oid.hex())
-        if entry.size != UNKNOWN:
-            return Stat(entry.mode, entry.size, entry.oid.hex())
-        return Stat(entry.mode, self._pack.object_size(self._offset(entry)), entry.oid.hex())
-
-    def read(self, path: str | bytes) -> bytes:
-        """The content of a file (for a symlink: its target, as Git stores it)."""
-        return self._blob(path)[1]
-
-    def open(self, path: str | bytes) -> BlobFile:
-        key, data = self._blob(path)
-        return BlobFile(data, shown(key))
-
-    def readlink(self, path: str | bytes) -> str:
-        key, entry = self._entry(path)
-        if entry.mode != MODE_LINK:
-            raise OSError(errno.EINVAL, "Not a symbolic link", shown(key))
-        return _name(self._content(key, entry))
-
-    def subdirectories(self, path: str | bytes) -> int:
-        """How many subdirectories the directory `path` holds (its link count is 2 more)."""
-        key, entry = self._entry(path)
-        if not is_dir(entry.mode):
-            raise not_a_directory(key)
-        if entry.length != UNKNOWN:  # the path index counts them
-            return entry.length
-        return sum(1 for child in self._layout.children(key) if is_dir(child.mode))
-
-    def listdir(self, path: str | bytes = "") -> list[str]:
-        return [_name(child.name) for child in self._layout.children(normalize(path))]
-
-    def scandir(self, path: str | bytes = "") -> list[tuple[str, Stat]]:
-        return [(_name(c.name), self._stat(c)) for c in self._layout.children(normalize(path))]
-
-    def walk(self, top: str | bytes = "") -> Iterator[tuple[str, list[str], list[str]]]:
-        """Top-down like os.walk: (dirpath, dirnames, filenames); edit dirnames in place to prune."""
-        start = normalize(top)
-        if not is_dir(self._layout.lookup(start).mode):
-            raise not_a_directory(start)
-        pending = [start]
-        while pending:
-            path = pending.pop()
-            dirnames: list[str] = []
-            filenames: list[str] = []
-            for child in self._layout.children(path):
-                (dirnames if is_dir(child.mode) else filenames).append(_name(child.name))
-            yield _name(path), dirnames, filenames
-            prefix = path + b"/" if path else b""
-            pending.extend(prefix + name.encode("utf-8", "surrogateescape") for name in reversed(dirnames))
-
-    def read_all(self, top: str | bytes = "") -> Iterator[tuple[str, bytes]]:
-        """(path, content) of every file below `top` (a symlink gives its target), in PACK order.
-
-        The fastest way to read everything: objects come in the order they lie in the image, so delta
-        bases are still cached when their deltas come. Paths are gathered in batches of `READ_ALL_BATCH`
-        files, each read in PACK order, so memory stays bounded whatever the image size.
-        """
-        batch: list[tuple[int, bytes, Entry]] = []
-        for path, entry in self._layout.files(normalize(top)):
-            batch.append((self._offset(entry), path, entry))
-            if len(batch) >= READ_ALL_BATCH:
-                yield from self._read_batch(batch)
-                batch = []
-        yield from self._read_batch(batch)
-
-    def _read_batch(self, batch: list[tuple[int, bytes, Entry]]) -> Iterator[tuple[str, bytes]]:
-        batch.sort()
-        content = self._content
-        for _, path, entry in batch:
-            # Not kept in the cache: a single pass would only evict what repeated reads use.
-            yield path.decode("utf-8", "surrogateescape"), content(path, entry, False)
-
-    # -- commit --------------------------------------------------------------------------------------
-
-    @property
-    def commit_time(self) -> int:
-        return self.info.commit_time

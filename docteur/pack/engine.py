@@ -14,13 +14,22 @@ import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from docteur.bytesource.memory import InMemory
 from docteur.errors import DocteurError
 from docteur.idx.reader import PackIndex
 from docteur.idx.writer import encode_index
 from docteur.pack.reader import PACK_MAGIC
-from docteur.source import Snapshot
+
+
+class Snapshot(Protocol):
+    """What the engine packs (docteur.source.Snapshot is one): the pack layer knows no source."""
+
+    repo_path: str  # a repository whose object store holds every object
+    objects: list[tuple[bytes, bytes]]  # (hex id, path hint for delta search), unique, commit first
+    recompress: bool  # the objects are staged uncompressed: recompress, never copy them
+
 
 WINDOW, DEPTH = 10, 50
 # Fixed, not the machine's CPU count: the same source must give the same image everywhere.

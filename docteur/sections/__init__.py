@@ -6,5 +6,8 @@ kinds, without a new layout.
 """
 
 PATHS = 1  # the path index: every directory of the indexed commits, with sizes and object locations
+REFS = 2  # the names of the embedded commits (several refs per image)
+FRAMES = 3  # zstd images: the files' contents, in zstd frames
+DICTIONARY = 4  # zstd images: the dictionary their frames were compressed with
 
-NAMES = {PATHS: "paths"}
+NAMES = {PATHS: "paths", REFS: "refs"}

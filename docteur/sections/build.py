@@ -8,7 +8,7 @@ from collections import namedtuple
 from docteur.errors import CorruptImageError
 from docteur.git.objects import TREE
 from docteur.pack.reader import PackReader
-from docteur.sections import PATHS, paths
+from docteur.sections import PATHS, REFS, paths, refs
 
 _NO_LENGTH = 0  # an entry length that does not fit the column: readers bound the read themselves
 
@@ -64,5 +64,12 @@ def build_paths(pack: PackReader, commits: list[bytes]) -> bytes:
     )
 
 
-def build_sections(pack: PackReader, commits: list[bytes]) -> list[SectionData]:
-    return [SectionData(PATHS, 0, build_paths(pack, commits))]
+def build_sections(
+    pack: PackReader, commits: list[bytes], named: list[tuple[bytes, bytes]]
+) -> list[SectionData]:
+    """The sections of an image of `commits` (the header's first), whose refs are `named` (full name,
+    raw commit id), when they were named (an image of HEAD alone records no ref)."""
+    sections = [SectionData(PATHS, 0, build_paths(pack, commits))]
+    if named:
+        sections.append(SectionData(REFS, 0, refs.encode(named)))
+    return sections

@@ -213,7 +213,8 @@ def encode(
     level: int = 9,
 ) -> bytes:
     """The section for these commits, given as (id, content): `tree_of` gives a tree object's content,
-    `file_info` a blob's columns. The same inputs give the same bytes."""
+    `file_info` a blob's columns. The same commits, in any order, give the same bytes."""
+    commits = sorted(commits)
     order, parsed = trees_in_preorder(commits, tree_of)
     compressor = zstd.ZstdCompressor(level=level, write_content_size=True, write_checksum=False)
     subdirs = {oid: sum(1 for row in rows if row[0] == _DIR_TEXT) for oid, (_, rows) in parsed.items()}

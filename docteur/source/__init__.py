@@ -6,7 +6,7 @@ the commit to embed, and the exact list of objects to pack.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -16,3 +16,6 @@ class Snapshot:
     objects: list[tuple[bytes, bytes]]  # (hex id, path hint for delta search), unique, commit first
     # A directory's objects are staged uncompressed: they must be recompressed, never copied as they are.
     recompress: bool = False
+    # The refs the image records, (full name, commit hex id), the header's commit first; empty when the
+    # image is of HEAD (or of a directory) alone.
+    refs: list[tuple[bytes, bytes]] = field(default_factory=list)

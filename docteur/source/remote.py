@@ -11,7 +11,7 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.repo import Repo
 
 from docteur.errors import SourceError
-from docteur.source.repository import resolve_ref
+from docteur.source.refs import RefSelection, select
 
 _KNOWN_REASONS = (
     ("Connection refused", "cannot connect to {url}: connection refused"),
@@ -55,16 +55,17 @@ def _without_password(url: str) -> str:
     return url
 
 
-def fetch(url: str, ref: str | None, history: bool, target: Repo) -> bytes:
-    """Fetch `ref` (HEAD when None) of `url` into the bare repository `target`; return its id.
+def fetch(url: str, selection: RefSelection, history: bool, target: Repo) -> list[tuple[bytes, bytes]]:
+    """Fetch the refs `selection` names (HEAD when none) of `url` into the bare repository `target`;
+    return their (full name, id).
 
-    Without `history` the fetch is shallow (depth 1): only the commit and its tree come over the wire.
+    Without `history` the fetch is shallow (depth 1): only the commits and their trees come over the wire.
     """
-    chosen: list[bytes] = []
+    chosen: list[tuple[bytes, bytes]] = []
 
     def determine_wants(refs: Mapping[bytes, bytes], depth: int | None = None) -> list[bytes]:
-        chosen.append(resolve_ref(dict(refs), ref))
-        return list(chosen)
+        chosen.extend(select(dict(refs), selection))
+        return list(dict.fromkeys(oid for _, oid in chosen))
 
     try:
         # Like git, honour GIT_SSH_COMMAND / GIT_SSH (dulwich alone runs plain `ssh`).
@@ -77,4 +78,4 @@ def fetch(url: str, ref: str | None, history: bool, target: Repo) -> bytes:
         raise SourceError(_describe(url, e)) from None
     if not chosen:
         raise SourceError(f"{_without_password(url)} advertised no refs")
-    return chosen[0]
+    return chosen

@@ -15,8 +15,9 @@ from docteur.errors import SourceError
 from docteur.git.objects import MODE_DIR, MODE_GITLINK
 from docteur.progress import Progress
 from docteur.source import Snapshot
+from docteur.source.refs import RefSelection, select
 
-_HEX_ID = re.compile(rb"^[0-9a-f]{40}$")
+_HEX_ID = re.compile(rb"^[0-9a-f]{40}$")  # the ids rev-list prints
 
 
 def open_repo(path: str) -> Repo | None:
@@ -25,26 +26,6 @@ def open_repo(path: str) -> Repo | None:
         return Repo(path)
     except NotGitRepository:
         return None
-
-
-def ref_candidates(ref: str) -> list[bytes]:
-    """The names `-b REF` may mean, most specific first, as git resolves them."""
-    raw = ref.encode()
-    if raw.startswith(b"refs/") or raw == b"HEAD":
-        return [raw]
-    return [raw, b"refs/heads/" + raw, b"refs/tags/" + raw, b"refs/remotes/" + raw]
-
-
-def resolve_ref(refs: dict[bytes, bytes], ref: str | None) -> bytes:
-    """The id `ref` names in `refs` (HEAD when None); SourceError when it names nothing."""
-    if ref is not None and _HEX_ID.match(ref.encode()):
-        return ref.encode()
-    for name in ref_candidates(ref or "HEAD"):
-        if name in refs:
-            return refs[name]
-    if ref is None:
-        raise SourceError("the repository has no HEAD commit (empty repository?)")
-    raise SourceError(f"unknown ref {ref!r}")
 
 
 def peel(repo: Repo, oid: bytes) -> bytes:
@@ -68,14 +49,16 @@ def _load(repo: Repo, oid: bytes) -> object:
         raise SourceError(f"object {oid.decode()} is malformed: {e}") from None
 
 
-def list_objects(repo: Repo, commit: bytes, history: bool, progress: Progress) -> list[tuple[bytes, bytes]]:
-    """Every object the image needs, each once: the commit(s) first, then trees and blobs."""
+def list_objects(
+    repo: Repo, commits: list[bytes], history: bool, progress: Progress
+) -> list[tuple[bytes, bytes]]:
+    """Every object the image needs, each once: the commits first, then trees and blobs."""
     if shutil.which("git") is not None:
-        return _listed_by_git(repo, commit, history)
-    return _listed_by_dulwich(repo, commit, history, progress)
+        return _listed_by_git(repo, commits, history)
+    return _listed_by_dulwich(repo, commits, history, progress)
 
 
-def _listed_by_git(repo: Repo, commit: bytes, history: bool) -> list[tuple[bytes, bytes]]:
+def _listed_by_git(repo: Repo, commits: list[bytes], history: bool) -> list[tuple[bytes, bytes]]:
     """What `git rev-list --objects` names: the same objects as the walk below, listed in C (a tree of
     40,000 files took 0.14 s in Python). Submodule commits are skipped there too."""
     cmd = ["git", f"--git-dir={repo.controldir()}", "rev-list", "--objects"]
@@ -83,10 +66,11 @@ def _listed_by_git(repo: Repo, commit: bytes, history: bool) -> list[tuple[bytes
         cmd.append("--no-walk")
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C"}
     env.pop("GIT_DIR", None)
-    done = subprocess.run([*cmd, commit.decode(), "--"], capture_output=True, env=env, check=False)
+    wanted = [c.decode() for c in commits]
+    done = subprocess.run([*cmd, *wanted, "--"], capture_output=True, env=env, check=False)
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip().splitlines()
-        raise SourceError(f"cannot list the objects of {commit.decode()}: {reason[-1] if reason else '?'}")
+        raise SourceError(f"cannot list the objects of {' '.join(wanted)}: {reason[-1] if reason else '?'}")
     listing: list[tuple[bytes, bytes]] = []
     for line in done.stdout.splitlines():
         oid, _, path = line.partition(b" ")
@@ -98,11 +82,11 @@ def _listed_by_git(repo: Repo, commit: bytes, history: bool) -> list[tuple[bytes
 
 
 def _listed_by_dulwich(
-    repo: Repo, commit: bytes, history: bool, progress: Progress
+    repo: Repo, heads: list[bytes], history: bool, progress: Progress
 ) -> list[tuple[bytes, bytes]]:
     store = repo.object_store
     commits: list[bytes] = []
-    pending = [commit]
+    pending = list(reversed(heads))
     seen_commits: set[bytes] = set()
     progress.start("counting objects")
     while pending:
@@ -142,12 +126,18 @@ def _listed_by_dulwich(
     return listing
 
 
-def snapshot_of(repo: Repo, oid: bytes, history: bool, progress: Progress) -> Snapshot:
-    """The snapshot of the commit `oid` names (a commit or an annotated tag)."""
-    commit = peel(repo, oid)
-    return Snapshot(repo.controldir(), commit, list_objects(repo, commit, history, progress))
+def snapshot_of(
+    repo: Repo, refs: list[tuple[bytes, bytes]], named: bool, history: bool, progress: Progress
+) -> Snapshot:
+    """The snapshot of the commits `refs` name, (name, id of a commit or an annotated tag); the image
+    records the names when they were `named`."""
+    peeled = [(name, peel(repo, oid)) for name, oid in refs]
+    commits = list(dict.fromkeys(commit for _, commit in peeled))
+    objects = list_objects(repo, commits, history, progress)
+    return Snapshot(repo.controldir(), commits[0], objects, refs=peeled if named else [])
 
 
-def snapshot(repo: Repo, ref: str | None, history: bool, progress: Progress) -> Snapshot:
-    """The snapshot of `ref` (HEAD when None) of a local repository."""
-    return snapshot_of(repo, resolve_ref(dict(repo.get_refs()), ref), history, progress)
+def snapshot(repo: Repo, selection: RefSelection, history: bool, progress: Progress) -> Snapshot:
+    """The snapshot of the refs `selection` names (HEAD when none) of a local repository."""
+    refs = select(dict(repo.get_refs()), selection)
+    return snapshot_of(repo, refs, selection.named, history, progress)

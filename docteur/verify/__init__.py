@@ -13,7 +13,7 @@ from docteur.image.format import PACK_OFFSET, locate
 from docteur.pack.reader import PackReader
 from docteur.sections.table import SectionTable, locate_table
 from docteur.verify.image import VERIFY_CACHE_BYTES, ImageChecker
-from docteur.verify.sections import check_sections
+from docteur.verify.sections import check_refs, check_sections, named_of
 
 MAX_PROBLEMS = 100
 
@@ -27,6 +27,7 @@ class Report:
     block_size: int | None = None
     size: int = 0
     sections: list[str] = field(default_factory=list)  # the extension's sections, by name
+    refs: dict[str, str] = field(default_factory=dict)  # name -> commit, as the refs section records
 
     @property
     def ok(self) -> bool:
@@ -68,8 +69,13 @@ def _check(report: Report, source: ByteSource, device: bool) -> None:
         report.info = checker.reachable(reader, placement.commit)
         if table is not None:
             report.sections = [s.name for s in table.sections]
+            named = check_refs(source, table, placement.commit, problem)
+            report.refs = {n.decode("utf-8", "backslashreplace"): c.hex() for n, c in named}
+            for commit in dict.fromkeys(c for _, c in named[1:] if c != placement.commit):
+                checker.reachable(reader, commit, what=f"ref {named_of(named, commit)}")
             objects_ok = not report.problems
-            check_sections(source, table, device, reader if objects_ok else None, placement.commit, problem)
+            commits = list(dict.fromkeys(c for _, c in named)) or [placement.commit]
+            check_sections(source, table, device, reader if objects_ok else None, commits, problem)
     except CorruptImageError as e:
         problem(str(e))
     finally:
@@ -77,13 +83,15 @@ def _check(report: Report, source: ByteSource, device: bool) -> None:
         report.block_size = checker.block_size
 
 
-def describe(info: CommitInfo) -> str:
-    """The summary OCaml docteur's verify prints: commit, author, root, a blank line, the message."""
+def describe(info: CommitInfo, refs: dict[str, str] | None = None) -> str:
+    """The summary OCaml docteur's verify prints: commit, author, root, a blank line, the message; and
+    the refs an image records, each checked, before the blank line."""
     name, _, email = info.author.decode("utf-8", "replace").rpartition(" <")
     return (
         f"commit\t: {info.id}\n"
         f'author\t: "{name}" <{email}\n'
         f"root\t: {info.tree}\n"
-        "\n"
-        f"{info.message.decode('utf-8', 'replace')}"
+        + "".join(f"ref\t: {commit} {ref}\n" for ref, commit in (refs or {}).items())
+        + "\n"
+        + info.message.decode("utf-8", "replace")
     )

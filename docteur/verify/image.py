@@ -171,9 +171,9 @@ class ImageChecker:
         reader.cache.put(offset, (kind, data))
         return kind, data
 
-    def reachable(self, reader: PackReader, commit: bytes) -> CommitInfo | None:
+    def reachable(self, reader: PackReader, commit: bytes, what: str = "the header") -> CommitInfo | None:
         if self.kinds.get(commit) != COMMIT:
-            self.problem(f"commit {commit.hex()} named by the header is missing or not a commit")
+            self.problem(f"commit {commit.hex()} named by {what} is missing or not a commit")
             return None
         info = parse_commit(commit.hex(), reader.object_at(self.offsets[commit])[1])
         pending = [(bytes.fromhex(info.tree), "/")]

@@ -12,7 +12,7 @@ from docteur.bytesource.memory import InMemory
 from docteur.errors import CorruptImageError
 from docteur.git.objects import MODE_DIR
 from docteur.pack.reader import PackReader
-from docteur.sections import NAMES, PATHS
+from docteur.sections import NAMES, PATHS, REFS, refs
 from docteur.sections.build import build_paths
 from docteur.sections.paths import PathIndex, Root, walk
 from docteur.sections.table import Section, SectionTable
@@ -34,10 +34,11 @@ def check_sections(
     table: SectionTable,
     device: bool,
     pack: PackReader | None,
-    commit: bytes,
+    commits: list[bytes],
     problem: Callable[[str], None],
 ) -> None:
-    """Check the extension; the path index only when `pack` (whose objects checked out) is given."""
+    """Check the extension; the path index (which must index `commits`, the header's first) only when
+    `pack` (whose objects checked out) is given."""
     at = table.offset + table.length
     for section in table.sections:
         if not is_zero(source, at, section.offset):
@@ -53,17 +54,41 @@ def check_sections(
     paths = table.find(PATHS)
     if paths is not None and pack is not None:
         try:
-            _check_paths(bytes(source.read(paths.offset, paths.length)), pack, commit, problem)
+            _check_paths(bytes(source.read(paths.offset, paths.length)), pack, commits, problem)
         except CorruptImageError as e:
             problem(str(e))  # the path index's own errors say "path index:"
 
 
-def _check_paths(stored: bytes, pack: PackReader, commit: bytes, problem: Callable[[str], None]) -> None:
+def check_refs(
+    source: ByteSource, table: SectionTable, header: bytes, problem: Callable[[str], None]
+) -> list[tuple[bytes, bytes]]:
+    """The refs the refs section records (none without one), the header's commit first."""
+    found = table.find(REFS)
+    if found is None:
+        return []
+    try:
+        named = refs.decode(bytes(source.read(found.offset, found.length)))
+    except CorruptImageError as e:
+        problem(str(e))
+        return []
+    if not named or named[0][1] != header:
+        problem("refs section: its first ref is not the header's commit")
+    return named
+
+
+def named_of(named: list[tuple[bytes, bytes]], commit: bytes) -> str:
+    return next(n.decode("utf-8", "backslashreplace") for n, c in named if c == commit)
+
+
+def _check_paths(
+    stored: bytes, pack: PackReader, commits: list[bytes], problem: Callable[[str], None]
+) -> None:
     index = PathIndex(InMemory(stored), 0, len(stored), max_entries=1 << 16)
-    commits = [root.commit for root in index.roots]
-    if commit not in commits:
-        problem(f"path index: it does not index the header's commit {commit.hex()}")
-    rebuilt = build_paths(pack, commits)
+    indexed = [root.commit for root in index.roots]
+    for commit in commits:
+        if commit not in indexed:
+            problem(f"path index: it does not index commit {commit.hex()}, which the image's refs name")
+    rebuilt = build_paths(pack, indexed)
     if rebuilt == stored:
         return
     honest = PathIndex(InMemory(rebuilt), 0, len(rebuilt), max_entries=1 << 16)

@@ -130,7 +130,11 @@ def test_a_terminated_make_leaves_no_temporary_files(
         err = proc.stderr.read().decode()  # type: ignore[union-attr]
         assert code in (0, 130), err
         assert "Traceback" not in err and len(err.splitlines()) <= 1, err
-        assert os.listdir(out) == ["disk.img"] and os.listdir(tmpdir) == []
+        left = [
+            (p.name, p.is_dir(), sorted(os.listdir(p)) if p.is_dir() else p.stat().st_size)
+            for p in tmpdir.iterdir()
+        ]
+        assert os.listdir(out) == ["disk.img"] and left == [], f"left in TMPDIR: {left}; stderr {err!r}"
         assert (out / "disk.img").read_bytes() == (new if code == 0 else old)
 
 
