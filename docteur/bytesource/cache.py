@@ -11,7 +11,8 @@ size: a replaced image gets other keys, so its old blocks are never served for i
 under a temporary name and renamed, so readers in other processes see a whole file or none; one that is
 torn or corrupt anyway (a crash, a full disk) fails its check and is deleted, never served.
 
-The cap is kept by eviction, least recently used first (a block's mtime is refreshed when it is served):
+The cap is kept by evicting blocks, least recently used first (a block's mtime is refreshed when it is
+served); pins, a few hundred bytes each, go when not checked for PIN_DAYS days, or when no block is left:
 each process scans the cache when it starts writing and then after every eighth of the cap it writes, so
 the cache exceeds its cap by at most an eighth per writing process in between. Every failure to write is
 ignored: the cache only ever saves requests.
@@ -38,6 +39,7 @@ _BLOCK = struct.Struct("<4sQII")  # magic, block number, length, CRC-32 of the b
 _MAGIC = b"DBK1"
 _TEMP = ".tmp-"
 _STALE_TEMP = 3600.0  # seconds after which a temporary file is a crashed writer's
+PIN_DAYS = 30
 _TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# docteur's cache of remote image blocks\n"
 
 
@@ -183,13 +185,20 @@ class DiskCache:
         return entries
 
     def evict(self) -> None:
-        """Delete the least recently used files until the cache holds at most 7/8 of its cap."""
+        """Delete the least recently used blocks until the cache holds at most 7/8 of its cap."""
         entries = self._entries()
+        pins = self.root / "pins"
+        old = time.time() - PIN_DAYS * 86400
+        for mtime, _, path in entries:
+            if path.parent == pins and mtime < old:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        entries = [e for e in entries if e[2].parent != pins or e[0] >= old]
         total = sum(size for _, size, _ in entries)
         if total <= self.cap:
             return
         target = self.cap - self.cap // 8
-        entries.sort()
+        entries.sort(key=lambda e: (e[2].parent == pins, e[0]))  # blocks first, oldest first
         emptied = set()
         for _, size, path in entries:
             if total <= target:
@@ -198,7 +207,7 @@ class DiskCache:
                 path.unlink()
                 emptied.add(path.parent)
             total -= size
-        for folder in emptied - {self.root / "pins"}:
+        for folder in emptied - {pins}:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty
         log.debug("%s: evicted down to %d bytes", self.root, total)

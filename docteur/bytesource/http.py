@@ -178,6 +178,11 @@ class HttpSource(ByteSource):
         """Requests sent to the server so far (retries and redirects included)."""
         return self._transport.requests
 
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of blocks held in memory now (at most `memory_bytes`)."""
+        return self._held
+
     def read(self, offset: int, length: int) -> Buffer:
         if self._closed:
             raise ValueError(f"{self.name}: read from a closed source")

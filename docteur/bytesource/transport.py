@@ -367,7 +367,9 @@ def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
 def _finish(resp: urllib3.BaseHTTPResponse) -> None:
     """Give the connection back when its body was read to the end, else close it (unread bytes on a kept-alive
     connection would be taken for the next answer)."""
-    if resp.length_remaining != 0:
+    if resp.length_remaining == 0:
+        resp.drain_conn()  # an empty rest: lets http.client take the connection's next request
+    else:
         resp.close()
     resp.release_conn()
 
