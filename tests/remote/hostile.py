@@ -90,8 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(302, b"", {"Location": f"{state.redirect_to}/moved{self.path}"})
         if fault in ("503", "500", "404", "412"):
             return self._answer(int(fault), b"no\n", {"Retry-After": "0"} if fault == "503" else {})
-        validators = {"ETag": etag, "Last-Modified": modified}
-        if self.headers.get("If-None-Match") == etag:
+        validators = {k: v for k, v in (("ETag", etag), ("Last-Modified", modified)) if v}
+        if etag and self.headers.get("If-None-Match") == etag:
             return self._answer(304, b"", validators)
         asked = _RANGE.fullmatch(self.headers.get("Range", ""))
         if_range = self.headers.get("If-Range")
