@@ -8,6 +8,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from docteur.bytesource.cache import DiskCache, default_dir
 from docteur.bytesource.http import HttpSource
 from docteur.errors import ImageChangedError, RemoteError
-from remote.loopback import Nginx, self_signed
+from remote.loopback import DelayProxy, Nginx, self_signed
 
 BS = 32 << 10
 
@@ -300,3 +301,35 @@ def test_tls_is_verified_by_default(root: Path, image: Path, tmp_path: Path) -> 
             HttpSource(server.url("disk.img"), cache_dir=None)
         with HttpSource(server.url("disk.img"), cache_dir=None, ca_certs=str(cert)) as src:
             assert bytes(src.read(50_000, 70_000)) == data[50_000:120_000]
+
+
+def test_threads_reading_at_once_while_prefetching(nginx: Nginx, image: Path, cache_dir: Path) -> None:
+    data = image.read_bytes()
+    failures: list[str] = []
+    with HttpSource(
+        nginx.url("disk.img"), cache_dir=cache_dir, block_size=4096, memory_bytes=64 << 10
+    ) as src:
+        src.prefetch([(0, len(data))])
+
+        def reader(seed: int) -> None:
+            rng = random.Random(seed)
+            for _ in range(150):
+                offset, length = rng.randrange(len(data)), rng.randrange(1, 20_000)
+                if bytes(src.read(offset, length)) != data[offset : offset + length]:
+                    failures.append(f"{offset}+{length}")
+
+        threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads)
+    assert failures == []
+
+
+def test_reads_through_the_delaying_proxy(nginx: Nginx, image: Path) -> None:
+    data = image.read_bytes()
+    with DelayProxy(nginx.port, rtt=0.01) as proxy, HttpSource(proxy.url("disk.img"), cache_dir=None) as src:
+        src.prefetch([(0, len(data))])
+        assert bytes(src.read(0, len(data))) == data
+        assert bytes(src.read(12345, 54321)) == data[12345 : 12345 + 54321]
