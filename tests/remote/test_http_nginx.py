@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -205,17 +206,22 @@ def test_disk_cache_keeps_its_cap_evicting_the_least_recently_used(
 ) -> None:
     data = image.read_bytes()
     cap = 16 * BS
+    tail = len(data) - 8 * BS
     with HttpSource(nginx.url("disk.img"), cache_dir=cache_dir, cache_bytes=cap) as src:
-        for o in range(0, len(data), BS):
-            src.read(o, BS)
+        src.read(0, tail)
+    # Those blocks were used an hour ago (file times are too coarse to order blocks written in one go).
+    hour_ago = time.time() - 3600
+    for block in (cache_dir / "blocks").rglob("*"):
+        os.utime(block, (hour_ago, hour_ago))
+    with HttpSource(nginx.url("disk.img"), cache_dir=cache_dir, cache_bytes=cap) as src:
+        src.read(tail, len(data))
     assert DiskCache(cache_dir, cap).usage() <= cap + cap // 8
-    tail = len(data) - 4 * BS
     mark = nginx.mark()
     with HttpSource(nginx.url("disk.img"), cache_dir=cache_dir, cache_bytes=cap) as src:
-        assert bytes(src.read(tail, len(data))) == data[tail:]  # the most recent blocks are still there
+        assert bytes(src.read(tail, len(data))) == data[tail:]  # the most recent blocks are all there
         assert [r.status for r in nginx.since(mark)] == [304]
-        assert bytes(src.read(0, BS)) == data[:BS]  # the first ones were evicted
-        assert [r.status for r in nginx.since(mark)] == [304, 206]
+        assert bytes(src.read(0, tail)) == data[:tail]  # most of the older ones were evicted
+        assert sum(r.sent for r in nginx.since(mark)) >= tail - cap
 
 
 def test_default_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, nginx: Nginx) -> None:
