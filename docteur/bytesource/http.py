@@ -35,7 +35,11 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 4
 DEFAULT_BACKOFF = 0.25
 DEFAULT_REDIRECTS = 5
-READAHEAD_START = 4  # blocks read ahead once two reads in a row were sequential; doubles on each further one
+# Read-ahead starts when READAHEAD_AFTER reads in a row each went on into the next block, with READAHEAD_START
+# blocks, doubling on each further one. Not sooner: a lookup reading two neighbouring blocks of an index is
+# not a sequential reader, and reading ahead for it would cost 128 KiB for nothing.
+READAHEAD_AFTER = 2
+READAHEAD_START = 4
 
 
 class _Default:
@@ -293,8 +297,9 @@ class HttpSource(ByteSource):
         self._streak = self._streak + 1 if sequential else 0
         if not sequential:
             self._readahead_to = 0
+        if self._streak < READAHEAD_AFTER:
             return
-        depth = min(READAHEAD_START << min(self._streak - 1, 20), self._window)
+        depth = min(READAHEAD_START << min(self._streak - READAHEAD_AFTER, 20), self._window)
         if self._readahead_to - last > depth // 2:
             return  # enough is on its way
         start, stop = max(self._readahead_to, last + 1), min(last + 1 + depth, self._count)

@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from trees import read_image_tree
 
+import docteur
 from docteur.bytesource.cache import DiskCache, default_dir
 from docteur.bytesource.http import HttpSource
 from docteur.errors import ImageChangedError, RemoteError
@@ -339,3 +341,16 @@ def test_reads_through_the_delaying_proxy(nginx: Nginx, image: Path) -> None:
         src.prefetch([(0, len(data))])
         assert bytes(src.read(0, len(data))) == data
         assert bytes(src.read(12345, 54321)) == data[12345 : 12345 + 54321]
+
+
+def test_the_reader_over_http_reads_what_it_reads_locally(nginx: Nginx, image: Path, cache_dir: Path) -> None:
+    with docteur.open(image) as local:
+        expected = read_image_tree(local)
+        everything = dict(local.read_all())
+    with docteur.open(HttpSource(nginx.url("disk.img"), cache_dir=cache_dir)) as remote:
+        assert read_image_tree(remote) == expected
+        assert dict(remote.read_all()) == everything
+    mark = nginx.mark()
+    with docteur.open(HttpSource(nginx.url("disk.img"), cache_dir=cache_dir)) as again:
+        assert again.read("small.txt") == b"a small file\n"
+    assert [r.status for r in nginx.since(mark)] == [304]
