@@ -220,7 +220,7 @@ class HttpSource(ByteSource):
                 else:
                     mine.append([b])
             futures = [self._register(run) for run in mine]
-            self._advance(first, last)
+            self._advance(first, last, held=not mine and not waits)
             self._pump()
         for run, fut in zip(mine, futures, strict=True):
             self._complete(run, fut)
@@ -283,9 +283,14 @@ class HttpSource(ByteSource):
             yield from range(first + (first == previous), last + 1)
             previous = last
 
-    def _advance(self, first: int, last: int) -> None:
-        """Note a read of blocks [first, last]: the plan's window moves on, or sequential reads read ahead."""
+    def _advance(self, first: int, last: int, held: bool) -> None:
+        """Note a read of blocks [first, last]: the plan's window moves on, or sequential reads read ahead.
+
+        A jump to blocks already held (a delta's base, read a moment ago) does not break a sequence.
+        """
         sequential = first in (self._last, self._last + 1)
+        if held and not sequential:
+            return
         self._last = last
         target = last if last in self._ahead else first if first in self._ahead else None
         if target is not None:
