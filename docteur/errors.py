@@ -15,3 +15,7 @@ class SourceError(DocteurError):
 
 class RemoteError(DocteurError):
     """An image read over the network cannot be read: unreachable, refused, misbehaving, or changed."""
+
+
+class ImageChangedError(RemoteError):
+    """A remote image was replaced while it was being read: none of its new bytes were used."""

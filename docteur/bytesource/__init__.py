@@ -30,12 +30,17 @@ class ByteSource:
         """The bytes at [offset, offset + length), fewer only where the source ends.
 
         The result may be a memoryview into the source's memory: it is valid until `close`.
-        Transport failures raise docteur.errors.RemoteError.
+        Transport failures raise docteur.errors.RemoteError (ImageChangedError when the image was replaced
+        since the source was opened); a negative offset or length, or a read after `close`, ValueError.
         """
         raise NotImplementedError
 
     def prefetch(self, ranges: Iterable[tuple[int, int]]) -> None:
-        """Hint: these (offset, length) ranges will be read soon, in this order."""
+        """Hint: these (offset, length) ranges will be read soon, in this order.
+
+        A later call replaces the earlier hint. `ranges` may be consumed lazily, so a generator over the
+        whole image costs no memory up front.
+        """
 
     def release(self) -> None:
         """Hint: memory held for bytes read so far may be given back (they can be read again)."""
