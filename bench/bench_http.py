@@ -20,7 +20,6 @@ from typing import NamedTuple
 
 import docteur
 from bench.table import Row, render
-from docteur.bytesource.http import HttpSource
 from docteur.fs.image import Image
 from tests.remote.loopback import DelayProxy, Nginx, served_copy
 
@@ -29,7 +28,7 @@ ROUNDS = 3  # whole reads per side; the best is kept
 
 
 def _open(url: str, cache_dir: Path | None) -> Image:
-    return docteur.open(HttpSource(url, cache_dir=cache_dir))
+    return docteur.open(url, cache_dir=cache_dir)
 
 
 def two_files(image: Path) -> tuple[str, str]:

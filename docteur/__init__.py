@@ -18,6 +18,7 @@ TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     import os
+    from typing import Any
 
     from docteur.bytesource import ByteSource
     from docteur.fs.image import Image, Stat, View
@@ -26,12 +27,12 @@ __all__ = ["CorruptImageError", "DocteurError", "Image", "Stat", "View", "open"]
 __version__ = "0.1.0"
 
 
-def open(path: str | os.PathLike[str] | ByteSource, **cache: int) -> Image:
-    """Open a docteur image (a regular file, a raw block device, or a docteur.bytesource.ByteSource)
-    for reading; closing the image closes the source."""
+def open(path: str | os.PathLike[str] | ByteSource, **options: Any) -> Image:
+    """Open a docteur image for reading: a regular file, a raw block device, an https:// or http:// URL
+    (or any fsspec URL), or a docteur.bytesource.ByteSource; closing the image closes the source."""
     from docteur.fs.image import Image
 
-    return Image(path, **cache)
+    return Image(path, **options)
 
 
 def __getattr__(name: str) -> object:

@@ -3,8 +3,9 @@
     fsspec.filesystem("docteur", fo="disk.img").cat("docs/a.md")
     fsspec.open("docteur://docs/a.md::file://disk.img").open().read()
 
-The image is memory-mapped, so it must be a local file: a remote one comes through a caching layer
-(`docteur://docs/a.md::simplecache::https://host/disk.img`). Symlinks are shown as type "link" and read as
+The image may be a local file (memory-mapped), an https:// URL (read in ranged requests, see
+docteur.bytesource.http) or any other fsspec URL (s3://..., read through that filesystem), given as
+`fo=` or chained: `fsspec.open("docteur://docs/a.md::s3://bucket/disk.img")`. Symlinks are shown as type "link" and read as
 their target, as Git stores them; times are the commit's.
 """
 
@@ -15,25 +16,24 @@ import os
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-import fsspec
 from fsspec.spec import AbstractFileSystem
 
 import docteur
+from docteur.bytesource.fsspec_file import FsspecSource
+from docteur.bytesource.location import is_url
 from docteur.fs.image import BlobFile, Stat
 from docteur.git.objects import MODE_DIR, MODE_GITLINK, MODE_LINK
 
 
-def _local_image(fo: str | os.PathLike[str], protocol: str | None, options: dict[str, Any] | None) -> str:
+def _location(fo: str | os.PathLike[str], protocol: str | None) -> str:
+    """Where the image is, as docteur.open takes it: a path, or a URL (its protocol given apart when
+    the URL was chained, as in docteur://PATH::https://host/disk.img)."""
     if not isinstance(fo, str | os.PathLike) or not os.fspath(fo):
         raise ValueError("docteur: fo= must name the image (a path or URL)")
-    try:
-        return str(fsspec.open_local(os.fspath(fo), protocol=protocol, **(options or {})))
-    except ValueError as e:
-        if "local_file" not in str(e):
-            raise
-        raise ValueError(
-            f"docteur: {fo} is not a local file; chain a cache, e.g. docteur://PATH::simplecache::URL"
-        ) from None
+    where = os.fspath(fo)
+    if protocol in (None, "file") or "://" in where:
+        return where.removeprefix("file://")
+    return f"{protocol}://{where}"
 
 
 class DocteurFileSystem(AbstractFileSystem):  # type: ignore[misc]
@@ -50,8 +50,12 @@ class DocteurFileSystem(AbstractFileSystem):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.fo = _local_image(fo, target_protocol, target_options)
-        self.image = docteur.open(self.fo)
+        self.fo = _location(fo, target_protocol)
+        if is_url(self.fo) and not self.fo.startswith(("http://", "https://")):
+            # Any other fsspec filesystem (s3://, gs://...), with its storage options.
+            self.image = docteur.open(FsspecSource(self.fo, **(target_options or {})))
+        else:
+            self.image = docteur.open(self.fo)
         self._mtime = datetime.fromtimestamp(self.image.info.commit_time, UTC)
 
     @classmethod

@@ -132,5 +132,16 @@ def test_errors(fs: DocteurFileSystem, image: Path) -> None:
     assert fs.cat("README.md") == b"hello\nworld\n"
     with pytest.raises(FileNotFoundError):
         fsspec.filesystem("docteur", fo=str(image.parent / "missing.img"))
-    with pytest.raises(ValueError, match="simplecache"):
-        fsspec.filesystem("docteur", fo="memory://disk.img")
+    with pytest.raises(FileNotFoundError):
+        fsspec.filesystem("docteur", fo="memory://no/such/disk.img")
+
+
+def test_an_image_behind_another_fsspec_filesystem(image: Path) -> None:
+    """Any fsspec URL: here fsspec's own in-memory filesystem, read in ranges through it."""
+    with fsspec.open("memory://images/disk.img", "wb") as f:
+        f.write(image.read_bytes())
+    fs = fsspec.filesystem("docteur", fo="memory://images/disk.img")
+    assert fs.cat("README.md") == b"hello\nworld\n"
+    with fsspec.open("docteur://README.md::memory://images/disk.img", "rb") as f:
+        assert f.read() == b"hello\nworld\n"
+    fsspec.filesystem("memory").rm("images/disk.img")

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from docteur.fs.image import Image, Stat
 
 
+Remote = dict[str, object]  # the options of a remote image (docteur.open's keywords)
+
+
 def _print_json(document: object) -> None:
     import json  # only --json pays for it
 
@@ -65,12 +68,12 @@ def make(
         )
 
 
-def verify(image: str, *, as_json: bool = False) -> None:
+def verify(image: str, *, as_json: bool = False, remote: Remote | None = None) -> None:
     with one_line_errors("docteur-verify", image):
         from docteur.verify import describe
         from docteur.verify import verify as run
 
-        report = run(image)
+        report = run(image, **(remote or {}))
         info = report.info
         if as_json:
             document = {
@@ -133,13 +136,14 @@ def ls(
     human: bool = False,
     as_json: bool = False,
     color: str = "auto",
+    remote: Remote | None = None,
 ) -> None:
     import docteur
     from docteur.cli.style import MODE_LINK, coloured, human_size, mode_string, use_colour
 
     with one_line_errors("docteur-ls", image):
         paint = use_colour(color, sys.stdout)
-        with docteur.open(image) as img:
+        with docteur.open(image, **(remote or {})) as img:
             base = path.strip("/")
             entries = _listing(img, base, recursive)
             if as_json:
@@ -161,21 +165,21 @@ def ls(
                     out.write(f"{shown}\n")
 
 
-def cat(image: str, paths: list[str]) -> None:
+def cat(image: str, paths: list[str], *, remote: Remote | None = None) -> None:
     import docteur
 
-    with one_line_errors("docteur-cat", image), docteur.open(image) as img:
+    with one_line_errors("docteur-cat", image), docteur.open(image, **(remote or {})) as img:
         out = sys.stdout.buffer
         for p in paths:
             out.write(img.read(p))
         out.flush()
 
 
-def stat(image: str, path: str, *, as_json: bool = False) -> None:
+def stat(image: str, path: str, *, as_json: bool = False, remote: Remote | None = None) -> None:
     import docteur
     from docteur.cli.style import MODE_LINK
 
-    with one_line_errors("docteur-stat", image), docteur.open(image) as img:
+    with one_line_errors("docteur-stat", image), docteur.open(image, **(remote or {})) as img:
         st = img.stat(path)
         if as_json:
             _print_json(_entry_json(img, path.strip("/"), path.strip("/").rpartition("/")[2], st))
@@ -185,19 +189,19 @@ def stat(image: str, path: str, *, as_json: bool = False) -> None:
             print(f"target\t: {img.readlink(path)}")
 
 
-def extract(image: str, target: str, path: str = "") -> None:
+def extract(image: str, target: str, path: str = "", *, remote: Remote | None = None) -> None:
     import docteur
     from docteur.extract import extract as run
 
-    with one_line_errors("docteur-extract", image), docteur.open(image) as img:
+    with one_line_errors("docteur-extract", image), docteur.open(image, **(remote or {})) as img:
         run(img, target, path)
 
 
-def info(image: str, *, as_json: bool = False) -> None:
+def info(image: str, *, as_json: bool = False, remote: Remote | None = None) -> None:
     import docteur
     from docteur.cli.info import describe, summarize
 
-    with one_line_errors("docteur-info", image), docteur.open(image) as img:
+    with one_line_errors("docteur-info", image), docteur.open(image, **(remote or {})) as img:
         summary = summarize(img)
         if as_json:
             _print_json(summary.as_dict())
@@ -212,8 +216,10 @@ def reindex(image: str, output: str | None = None, *, block_size: int | None = N
         run(image, output, block_size=block_size)
 
 
-def mount(image: str, mountpoint: str, *, foreground: bool = False, options: str = "") -> None:
+def mount(
+    image: str, mountpoint: str, *, foreground: bool = False, options: str = "", remote: Remote | None = None
+) -> None:
     with one_line_errors("docteur-mount", image):
         from docteur.fuse.mount import mount as run
 
-        run(image, mountpoint, foreground=foreground, options=options)
+        run(image, mountpoint, foreground=foreground, options=options, remote=remote)

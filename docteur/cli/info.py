@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from docteur.blocksize import consistent_block_sizes
+from docteur.bytesource.mapped import MappedFile
 from docteur.fs.image import Image
 from docteur.git.objects import MODE_DIR, MODE_GITLINK, MODE_LINK, parse_commit
 from docteur.image.format import PACK_OFFSET
@@ -57,8 +58,11 @@ def _history_depth(img: Image) -> int:
     return len(seen)
 
 
-def _size_of(path: str) -> tuple[int, bool]:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+def _size_of(img: Image) -> tuple[int, bool]:
+    """The size of what holds the image, and whether it is a file (a device may be padded)."""
+    if not isinstance(img.source, MappedFile):
+        return img.source.size, True  # a remote file
+    fd = os.open(img.path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         return os.lseek(fd, 0, os.SEEK_END), stat_module.S_ISREG(os.fstat(fd).st_mode)
     finally:
@@ -79,7 +83,7 @@ def summarize(img: Image) -> Summary:
             if st.mode == MODE_DIR:
                 pending.append(f"{directory}/{name}" if directory else name)
             content += st.size
-    size, regular = _size_of(img.path)
+    size, regular = _size_of(img)
     sections = img.placement
     table = img.sections
     if table is not None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from docteur.bytesource.location import cache_options
 from docteur.cli import commands
 from docteur.cli.errors import EXIT_CODES, EXIT_USAGE
 from docteur.cli.style import COLOR_CHOICES, MODE_DIR
@@ -38,7 +39,9 @@ def _complete_path(ctx: typer.Context, incomplete: str) -> list[str]:
         return []
 
 
-ImageArg = Annotated[str, typer.Argument(metavar="IMAGE", help="A docteur image: a file or a block device.")]
+ImageArg = Annotated[
+    str, typer.Argument(metavar="IMAGE", help="A docteur image: a file, a block device or an https:// URL.")
+]
 PathArg = Annotated[
     str,
     typer.Argument(
@@ -46,6 +49,17 @@ PathArg = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CacheDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-dir",
+        metavar="DIR",
+        help="Where a remote image's blocks are kept (default: ~/.cache/docteur).",
+    ),
+]
+NoCacheOpt = Annotated[
+    bool, typer.Option("--no-cache", help="Keep no disk cache of a remote image's blocks.")
+]
 
 
 def _app(**kw: Any) -> typer.Typer:
@@ -128,7 +142,10 @@ def make(
 
 
 def verify(
-    image: ImageArg, as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False
+    image: ImageArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Check an image completely and print its commit, author, root tree and message.
 
@@ -136,7 +153,7 @@ def verify(
 
     Example: docteur-verify disk.img
     """
-    commands.verify(image, as_json=as_json)
+    commands.verify(image, as_json=as_json, remote=cache_options(cache_dir, no_cache))
 
 
 def ls(
@@ -160,12 +177,23 @@ def ls(
             autocompletion=lambda: list(COLOR_CHOICES),
         ),
     ] = "auto",
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """List a directory of an image (--help for help: -h means human sizes, as in ls).
 
     Examples: docteur-ls disk.img docs    docteur-ls -lhR disk.img    docteur-ls --json disk.img
     """
-    commands.ls(image, path, long=long, recursive=recursive, human=human, as_json=as_json, color=color)
+    commands.ls(
+        image,
+        path,
+        long=long,
+        recursive=recursive,
+        human=human,
+        as_json=as_json,
+        color=color,
+        remote=cache_options(cache_dir, no_cache),
+    )
 
 
 def cat(
@@ -174,30 +202,40 @@ def cat(
         list[str],
         typer.Argument(metavar="PATH...", help="Files inside the image.", autocompletion=_complete_path),
     ],
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Write files of an image to stdout, byte for byte.
 
     Example: docteur-cat disk.img README.md
     """
-    commands.cat(image, paths)
+    commands.cat(image, paths, remote=cache_options(cache_dir, no_cache))
 
 
-def stat(image: ImageArg, path: PathArg, as_json: JsonOpt = False) -> None:
+def stat(
+    image: ImageArg,
+    path: PathArg,
+    as_json: JsonOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
     """Print the mode, size and object id of a path (a symlink is described, not followed).
 
     Example: docteur stat disk.img docs/a.md
     """
-    commands.stat(image, path, as_json=as_json)
+    commands.stat(image, path, as_json=as_json, remote=cache_options(cache_dir, no_cache))
 
 
-def info(image: ImageArg, as_json: JsonOpt = False) -> None:
+def info(
+    image: ImageArg, as_json: JsonOpt = False, cache_dir: CacheDirOpt = None, no_cache: NoCacheOpt = False
+) -> None:
     """Summarise an image: commit, history depth, objects, tree, sizes, compression ratio, block size.
 
     Cheap on large images (only trees are read); docteur verify checks every byte.
 
     Example: docteur info disk.img
     """
-    commands.info(image, as_json=as_json)
+    commands.info(image, as_json=as_json, remote=cache_options(cache_dir, no_cache))
 
 
 def extract(
@@ -206,6 +244,8 @@ def extract(
     path: Annotated[
         str, typer.Argument(metavar="[PATH]", help="A directory of the image.", autocompletion=_complete_path)
     ] = "",
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Write the image's tree (or the directory PATH of it) into DIR; never writes outside DIR.
 
@@ -213,7 +253,7 @@ def extract(
 
     Example: docteur extract disk.img ./out
     """
-    commands.extract(image, target, path)
+    commands.extract(image, target, path, remote=cache_options(cache_dir, no_cache))
 
 
 def reindex(
@@ -244,6 +284,8 @@ def mount(
     options: Annotated[
         str, typer.Option("-o", "--options", metavar="OPT,...", help="More FUSE options, e.g. allow_other.")
     ] = "",
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Mount an image read-only with FUSE; unmount with: fusermount3 -u MOUNTPOINT
 
@@ -252,7 +294,13 @@ def mount(
 
     Example: docteur mount disk.img /mnt/disk && ls /mnt/disk && fusermount3 -u /mnt/disk
     """
-    commands.mount(image, mountpoint, foreground=foreground, options=options)
+    commands.mount(
+        image,
+        mountpoint,
+        foreground=foreground,
+        options=options,
+        remote=cache_options(cache_dir, no_cache),
+    )
 
 
 def serve(

@@ -8,7 +8,8 @@ import re
 from collections import OrderedDict
 
 from docteur.bytesource import ByteSource
-from docteur.bytesource.mapped import DEFAULT_MAPPED_BYTES, MappedFile
+from docteur.bytesource.location import open_source
+from docteur.bytesource.mapped import DEFAULT_MAPPED_BYTES
 from docteur.errors import CorruptImageError
 from docteur.fs.indexed import IndexedLayout
 from docteur.fs.view import BlobFile, Stat, View
@@ -20,6 +21,10 @@ from docteur.pack.store import ObjectStore
 from docteur.sections import PATHS, REFS, refs
 from docteur.sections.paths import PathIndex
 from docteur.sections.table import SectionTable, locate_table
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["BlobFile", "Image", "Stat", "View"]
 
@@ -51,11 +56,14 @@ class Image(View):
         max_object_size: int = DEFAULT_MAX_OBJECT_SIZE,
         mapped_bytes: int = DEFAULT_MAPPED_BYTES,
         layout_entries: int = DEFAULT_MAX_ENTRIES,
+        **remote: Any,
     ) -> None:
+        """`path` is a file, a block device, an http(s) URL (or another fsspec URL) or a byte source;
+        `remote` holds a remote image's options (see docteur.bytesource.location.open_source)."""
         if isinstance(path, ByteSource):
             self.source: ByteSource = path
         else:
-            self.source = MappedFile(path, mapped_bytes=mapped_bytes)
+            self.source = open_source(path, mapped_bytes=mapped_bytes, **remote)
         self.path = self.source.name
         self._layout_entries = layout_entries
         self._checked: OrderedDict[int, bytes] = OrderedDict()

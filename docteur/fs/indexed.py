@@ -77,7 +77,8 @@ class IndexedLayout:
         return [_entry(directory, i) for i in range(len(directory.rows))]
 
     def files(self, top: bytes) -> Iterator[tuple[bytes, Entry]]:
-        """(path, entry) of every file and symlink below the directory `top`, directories in pre-order."""
+        """(path, entry) of every file and symlink below the directory `top`, a directory's files before
+        those of its subdirectories."""
         index = self._index
         pending: list[tuple[bytes, Directory | tuple[Ref, bytes]]] = [(top, self._directory(top))]
         while pending:

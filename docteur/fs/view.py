@@ -244,6 +244,11 @@ class View:
 
     def _read_batch(self, batch: list[tuple[int, bytes, Entry]]) -> Iterator[tuple[str, bytes]]:
         batch.sort()
+        # A remote source fetches the batch's entries ahead, in this order (a local one ignores this).
+        pack = self._pack
+        pack.source.prefetch(
+            (pack.at + e.where, e.length) for _, _, e in batch if e.where != UNKNOWN and e.length
+        )
         content = self._content
         for _, path, entry in batch:
             # Not kept in the cache: a single pass would only evict what repeated reads use.

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from typing import Any
 
 import docteur
+from docteur.bytesource.location import is_url
 from docteur.errors import DocteurError
 
 CACHE_SECONDS = 86_400
@@ -58,7 +60,14 @@ def parse_options(text: str) -> dict[str, str | bool]:
     return options
 
 
-def mount(image: str, mountpoint: str, *, foreground: bool = False, options: str = "") -> None:
+def mount(
+    image: str,
+    mountpoint: str,
+    *,
+    foreground: bool = False,
+    options: str = "",
+    remote: dict[str, object] | None = None,
+) -> None:
     """Serve `image` at `mountpoint` until unmounted (`fusermount3 -u`); in the background unless
     `foreground`. Returns when the mount ends (in the background, only the daemon's copy returns)."""
     extra = parse_options(options)
@@ -68,12 +77,17 @@ def mount(image: str, mountpoint: str, *, foreground: bool = False, options: str
         fuse = _plus_fuse()
     except OSError as e:  # mfusepy loads libfuse3 when imported
         raise MountError(f"cannot load libfuse3 ({e}): install Debian's fuse3") from None
-    from docteur.fuse.ops import ImageOperations
-
-    with docteur.open(image) as img:
-        name = os.path.abspath(image).replace("\\", "\\\\").replace(",", "\\,")
+    if is_url(image) and not foreground:
+        # A remote image holds threads and connections, which libfuse's fork would not carry into its
+        # daemon: check the image here, then open it again in a daemon of our own, in the foreground.
+        docteur.open(image, **(remote or {})).close()
+        if not _in_daemon(mountpoint):
+            return  # the daemon serves the mount
+        foreground = True
+    with docteur.open(image, **(remote or {})) as img:
+        where = img.source.name if is_url(image) else os.path.abspath(image)
         settings: dict[str, str | bool | int] = {
-            "fsname": name,
+            "fsname": where.replace("\\", "\\\\").replace(",", "\\,"),
             "subtype": "docteur",
             "ro": True,
             "use_ino": True,
@@ -83,13 +97,32 @@ def mount(image: str, mountpoint: str, *, foreground: bool = False, options: str
             "negative_timeout": CACHE_SECONDS,
             **extra,
         }
+        from docteur.fuse.ops import ImageOperations
+
         try:
-            fuse(
-                ImageOperations(img),
-                mountpoint,
-                foreground=foreground,
-                nothreads=True,
-                **settings,
-            )
+            fuse(ImageOperations(img), mountpoint, foreground=foreground, nothreads=True, **settings)
         except RuntimeError:
             raise MountError(f"cannot mount {image} on {mountpoint}") from None
+
+
+def _in_daemon(mountpoint: str, wait: float = 30.0) -> bool:
+    """Fork a detached daemon: True in it; in the parent, False once the mount is up (MountError if the
+    daemon failed first)."""
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        return True
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if os.path.ismount(mountpoint):
+            return False
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            raise MountError(
+                f"the mount on {mountpoint} ended at once (status {os.waitstatus_to_exitcode(status)})"
+            )
+        time.sleep(0.02)
+    raise MountError(f"the mount on {mountpoint} did not come up within {wait:.0f} s")

@@ -43,7 +43,11 @@ def idx_length(source: ByteSource, at: int, count: int, pack_bound: int | None =
 class PackIndex:
     """Object id -> PACK offset and CRC32, from the IDX v2 at offset `at` of `source`."""
 
-    def __init__(self, source: ByteSource, at: int = 0, *, pack_bound: int | None = None) -> None:
+    def __init__(
+        self, source: ByteSource, at: int = 0, *, pack_bound: int | None = None, then: int = 0
+    ) -> None:
+        """`then`: how many bytes after the IDX the caller reads next (its extension): a remote source
+        fetches them with the IDX's trailer."""
         head = bytes(source.read(at, HEADER_SIZE + FANOUT_SIZE))
         if len(head) < HEADER_SIZE + FANOUT_SIZE or head[:4] != MAGIC:
             raise CorruptImageError("no pack index (IDX v2 magic) where the header says")
@@ -57,6 +61,8 @@ class PackIndex:
         self.source = source
         self.at = at
         self.length = idx_length(source, at, self.count, pack_bound)
+        if then:
+            source.prefetch([(at + self.length - 40, 40 + then)])
         trailer = bytes(source.read(at + self.length - 40, 40))
         if len(trailer) != 40:
             raise CorruptImageError("pack index is truncated")

@@ -20,6 +20,7 @@ from docteur.idx.reader import MAGIC as IDX_MAGIC
 from docteur.idx.reader import PackIndex
 
 HEADER = struct.Struct("<20sq")
+AFTER_IDX = 64 << 10
 PACK_OFFSET = HEADER.size  # 28
 
 
@@ -89,6 +90,8 @@ def locate(source: ByteSource) -> tuple[Placement, PackIndex]:
             break
     else:
         raise CorruptImageError(f"no pack index at offset {stored} named by the header")
-    index = PackIndex(source, offset, pack_bound=offset - PACK_OFFSET)
+    # What usually follows the IDX (the section table, the path index's first records) comes with its
+    # trailer: one request, not three, for a remote image.
+    index = PackIndex(source, offset, pack_bound=offset - PACK_OFFSET, then=AFTER_IDX)
     pack_end = _pack_end(source, offset, index.pack_checksum)
     return Placement(commit, stored, offset, index.length, pack_end - PACK_OFFSET), index

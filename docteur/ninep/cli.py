@@ -9,6 +9,7 @@ import sys
 from typing import NoReturn
 
 import docteur
+from docteur.bytesource.location import cache_options
 from docteur.ninep.fs import ReadOnlyFS
 from docteur.ninep.listen import DEFAULT_LISTEN, Listen, parse_listen, serve
 from docteur.ninep.server import MIN_MSIZE, Limits, Server
@@ -25,9 +26,11 @@ def run(
     uid: int = 0,
     gid: int = 0,
     limits: Limits | None = None,
+    remote: dict[str, object] | None = None,
 ) -> None:
-    """Serve ``image`` until stopped; the image's errors (DocteurError, OSError) reach the caller."""
-    with docteur.open(image) as img:
+    """Serve ``image`` until stopped; the image's errors (DocteurError, OSError) reach the caller.
+    ``remote`` holds a remote image's options (docteur.open's keywords)."""
+    with docteur.open(image, **(remote or {})) as img:
         fs: ReadOnlyFS
         if layout == "datakit":
             from docteur.ninep.datakit import DatakitFS
@@ -58,7 +61,9 @@ def _bounded(low: int, high: int) -> type[int]:
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="docteur-serve", description="Serve a docteur image read-only over 9P.")
-    p.add_argument("image", help="the image: a file or a block device")
+    p.add_argument("image", help="the image: a file, a block device or an https:// URL")
+    p.add_argument("--cache-dir", metavar="DIR", help="where a remote image's blocks are kept")
+    p.add_argument("--no-cache", action="store_true", help="keep no disk cache of a remote image's blocks")
     p.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,
@@ -91,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     limits = Limits(max_msize=args.msize, max_fids=args.max_fids, max_connections=args.max_connections)
     try:
-        run(args.image, where, layout=args.layout, uid=args.uid, gid=args.gid, limits=limits)
+        remote = cache_options(args.cache_dir, args.no_cache)
+        run(args.image, where, layout=args.layout, uid=args.uid, gid=args.gid, limits=limits, remote=remote)
     except (OSError, docteur.DocteurError) as e:
         print(f"docteur-serve: {_describe(e, args.image)}", file=sys.stderr)
         return 1

@@ -43,7 +43,7 @@ def _commits(pack: PackReader, commits: list[bytes]) -> list[tuple[bytes, bytes]
 def check_trees(pack: PackReader, commits: list[bytes]) -> None:
     """Refuse trees the reader would reject ('..', '/', duplicates, bad order or modes), as the index
     build does, for an image made without one."""
-    paths.trees_in_preorder(_commits(pack, commits), lambda oid: _tree_of(pack, oid))
+    paths.trees_in_order(_commits(pack, commits), lambda oid: _tree_of(pack, oid))
 
 
 def build_paths(pack: PackReader, commits: list[bytes]) -> bytes:

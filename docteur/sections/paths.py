@@ -13,9 +13,10 @@
                   directory: c = its own number of subdirectories (a = b = 0)
                   submodule: zeros
 
-Every integer is little-endian; offsets are from the section's start. Records are written in pre-order
-(a directory, then its subtrees), once per distinct tree: a lookup reads the records of the directories
-on its path, which lie close together, and nothing else.
+Every integer is little-endian; offsets are from the section's start. Records are written breadth first
+(the roots, then what they hold, level by level: a directory's subdirectories side by side), once per
+distinct tree: a lookup reads the records of the directories on its path, the first levels of which
+lie together at the section's start, and nothing else.
 
 The index is derived data, never trusted: a commit copy must hash to the id that names it, and a record
 to the tree id its parent's (verified) tree gives, so the names, modes and object ids served are those of
@@ -215,7 +216,7 @@ def encode(
     """The section for these commits, given as (id, content): `tree_of` gives a tree object's content,
     `file_info` a blob's columns. The same commits, in any order, give the same bytes."""
     commits = sorted(commits)
-    order, parsed = trees_in_preorder(commits, tree_of)
+    order, parsed = trees_in_order(commits, tree_of)
     compressor = zstd.ZstdCompressor(level=level, write_content_size=True, write_checksum=False)
     subdirs = {oid: sum(1 for row in rows if row[0] == _DIR_TEXT) for oid, (_, rows) in parsed.items()}
 
@@ -266,23 +267,25 @@ def _tree_of_commit(content: bytes) -> bytes:
     return bytes.fromhex(content[5:45].decode("ascii"))
 
 
-def trees_in_preorder(
+def trees_in_order(
     commits: list[tuple[bytes, bytes]], tree_of: Callable[[bytes], bytes]
 ) -> tuple[list[bytes], dict[bytes, tuple[bytes, list[TreeRow]]]]:
-    """Every distinct tree below the commits, each once, a directory before its subtrees."""
+    """Every distinct tree below the commits, each once, breadth first: the roots, then the directories
+    they hold, level by level, a directory's subdirectories side by side."""
     order: list[bytes] = []
     parsed: dict[bytes, tuple[bytes, list[TreeRow]]] = {}
-    for _, content in commits:
-        pending = [_tree_of_commit(content)]
-        while pending:
-            oid = pending.pop()
+    level = list(dict.fromkeys(_tree_of_commit(content) for _, content in commits))
+    while level:
+        below: list[bytes] = []
+        for oid in level:
             if oid in parsed:
                 continue
             data = tree_of(oid)
             rows = tree_rows(data, oid)[0]
             parsed[oid] = (data, rows)
             order.append(oid)
-            pending.extend(child for mode, _, child in reversed(rows) if mode == _DIR_TEXT)
+            below.extend(child for mode, _, child in rows if mode == _DIR_TEXT)
+        level = below
     return order, parsed
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from docteur.bytesource import ByteSource
+from docteur.bytesource.location import open_source
 from docteur.bytesource.mapped import MappedFile
 from docteur.errors import CorruptImageError
 from docteur.git.objects import CommitInfo
@@ -34,16 +36,18 @@ class Report:
         return not self.problems
 
 
-def verify(path: str) -> Report:
+def verify(path: str, **remote: Any) -> Report:
+    """Check the image at `path` (a file, a device or a URL: see docteur.open) completely."""
     report = Report(path)
     try:
-        source = MappedFile(path)
+        source = open_source(path, **remote)
     except CorruptImageError as e:
         report.problems.append(str(e))
         return report
     with source:
         report.size = source.size
-        _check(report, source, device=not os.path.isfile(path))
+        # A device, which a VM pads, may be larger than its image; a file (local or remote) may not.
+        _check(report, source, device=isinstance(source, MappedFile) and not os.path.isfile(path))
     if len(report.problems) > MAX_PROBLEMS:
         more = len(report.problems) - MAX_PROBLEMS
         report.problems[MAX_PROBLEMS:] = [f"... and {more} more problems"]
