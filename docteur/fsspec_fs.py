@@ -5,8 +5,8 @@
 
 The image may be a local file (memory-mapped), an https:// URL (read in ranged requests, see
 docteur.bytesource.http) or any other fsspec URL (s3://..., read through that filesystem), given as
-`fo=` or chained: `fsspec.open("docteur://docs/a.md::s3://bucket/disk.img")`. Symlinks are shown as type "link" and read as
-their target, as Git stores them; times are the commit's.
+`fo=` or chained: `fsspec.open("docteur://docs/a.md::s3://bucket/disk.img")`. Symlinks are shown as
+type "link" and read as their target, as Git stores them; times are the commit's.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from docteur.cli.errors import EXIT_FAILURE, one_line_errors
 
 if TYPE_CHECKING:
-    from docteur.fs.image import Image, Stat
+    from docteur.fs.image import Image, Stat, View
 
 
 Remote = dict[str, object]  # the options of a remote image (docteur.open's keywords)
@@ -207,6 +207,60 @@ def info(image: str, *, as_json: bool = False, remote: Remote | None = None) -> 
             _print_json(summary.as_dict())
         else:
             sys.stdout.write(describe(summary))
+
+
+def _view(img: Image, ref: str) -> View:
+    try:
+        return img.at(ref)
+    except KeyError:
+        from docteur.errors import DocteurError
+
+        raise DocteurError(f"{img.path}: no ref or commit {ref!r} in the image") from None
+
+
+def diff(image: str, old: str, new: str, *, as_json: bool = False, remote: Remote | None = None) -> None:
+    import docteur
+
+    with one_line_errors("docteur-diff", image), docteur.open(image, **(remote or {})) as img:
+        changes = _view(img, new).diff(_view(img, old))
+        if as_json:
+            _print_json([{"change": what, "path": path} for what, path in changes])
+        else:
+            sys.stdout.write("".join(f"{what} {path}\n" for what, path in changes))
+
+
+def log(
+    image: str,
+    ref: str = "HEAD",
+    *,
+    limit: int | None = None,
+    as_json: bool = False,
+    remote: Remote | None = None,
+) -> None:
+    import docteur
+
+    with one_line_errors("docteur-log", image), docteur.open(image, **(remote or {})) as img:
+        commits = _view(img, ref).log(limit)
+        if as_json:
+            _print_json(
+                [
+                    {
+                        "commit": c.id,
+                        "tree": c.tree,
+                        "parents": c.parents,
+                        "author": c.author.decode("utf-8", "replace"),
+                        "author_time": c.author_time,
+                        "committer": c.committer.decode("utf-8", "replace"),
+                        "commit_time": c.commit_time,
+                        "message": c.message.decode("utf-8", "replace"),
+                    }
+                    for c in commits
+                ]
+            )
+            return
+        for c in commits:
+            subject = c.message.decode("utf-8", "replace").partition("\n")[0]
+            sys.stdout.write(f"{c.id} {subject}\n")
 
 
 def reindex(image: str, output: str | None = None, *, block_size: int | None = None) -> None:

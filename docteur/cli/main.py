@@ -256,6 +256,40 @@ def extract(
     commands.extract(image, target, path, remote=cache_options(cache_dir, no_cache))
 
 
+def diff(
+    image: ImageArg,
+    old: Annotated[str, typer.Argument(metavar="A", help="A ref or a commit id of the image.")],
+    new: Annotated[str, typer.Argument(metavar="B", help="Another.")],
+    as_json: JsonOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """List the files that differ from A to B, one line each, as DataKit's diff/ files do: "+ path"
+    added, "- path" removed, "* path" modified.
+
+    Example: docteur diff disk.img main feature
+    """
+    commands.diff(image, old, new, as_json=as_json, remote=cache_options(cache_dir, no_cache))
+
+
+def log(
+    image: ImageArg,
+    ref: Annotated[
+        str, typer.Argument(metavar="[REF]", help="A ref or a commit id (default: HEAD).")
+    ] = "HEAD",
+    limit: Annotated[int | None, typer.Option("-n", "--max-count", help="At most this many commits.")] = None,
+    as_json: JsonOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """List REF's commit and the ancestors the image holds, newest first, one line each: id and subject
+    (every commit of the ref's history for an image made with --history).
+
+    Example: docteur log disk.img main
+    """
+    commands.log(image, ref, limit=limit, as_json=as_json, remote=cache_options(cache_dir, no_cache))
+
+
 def reindex(
     image: ImageArg,
     output: Annotated[
@@ -313,7 +347,7 @@ def serve(
 
 
 _HELP_IS_LONG_ONLY = {"help_option_names": ["--help"]}  # ls keeps -h for human sizes, as GNU ls does
-for command in (make, verify, ls, cat, stat, info, extract, reindex, mount):
+for command in (make, verify, ls, cat, stat, info, extract, diff, log, reindex, mount):
     app.command(epilog=EXIT_CODES, context_settings=_HELP_IS_LONG_ONLY if command is ls else None)(command)
 app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False

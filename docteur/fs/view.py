@@ -12,8 +12,20 @@ from collections.abc import Iterator
 
 from docteur.errors import CorruptImageError
 from docteur.fs.entry import UNKNOWN, Entry, is_dir, normalize, not_a_directory, shown
+from docteur.fs.history import diff_trees, history
 from docteur.fs.indexed import IndexedLayout
-from docteur.git.objects import BLOB, MODE_LINK, CommitInfo, object_id
+from docteur.git.objects import (
+    BLOB,
+    COMMIT,
+    MODE_LINK,
+    TREE,
+    TYPE_NAMES,
+    CommitInfo,
+    TreeRow,
+    object_id,
+    parse_commit,
+    tree_rows,
+)
 from docteur.pack.reader import PackReader
 
 TYPE_CHECKING = False
@@ -116,6 +128,40 @@ class View:
 
     def __repr__(self) -> str:
         return f"<docteur.View commit={self.commit}>"
+
+    # -- between commits -------------------------------------------------------------------------------
+
+    def _object(self, oid: bytes, kind: int) -> bytes | None:
+        try:
+            found, data = self._pack.get(oid)
+        except KeyError:
+            return None
+        if found != kind:
+            raise CorruptImageError(f"object {oid.hex()} should be a {TYPE_NAMES[kind].decode()}")
+        return data
+
+    def _rows(self, oid: bytes) -> list[TreeRow]:
+        data = self._object(oid, TREE)
+        if data is None:
+            raise CorruptImageError(f"tree {oid.hex()} is missing from the image")
+        return tree_rows(data, oid)[0]
+
+    def diff(self, base: View) -> list[tuple[str, str]]:
+        """What changed from `base` to this view, file by file, as DataKit's diff/ lists it: ("+", path)
+        added, ("-", path) removed, ("*", path) modified, in path order. Only the subtrees whose ids
+        differ are read."""
+        found = diff_trees(self._rows, bytes.fromhex(base.tree), bytes.fromhex(self.tree))
+        return [(what, path.decode("utf-8", "surrogateescape")) for what, path in found]
+
+    def log(self, limit: int | None = None) -> Iterator[CommitInfo]:
+        """This view's commit and its ancestors that the image holds (all of them with --history),
+        newest first, as `git log` lists them."""
+
+        def load(oid: bytes) -> CommitInfo | None:
+            data = self._object(oid, COMMIT)
+            return None if data is None else parse_commit(oid.hex(), data)
+
+        return history(load, self.info, limit)
 
     # -- objects ---------------------------------------------------------------------------------------
 
