@@ -22,6 +22,7 @@ from trees import DIR, EXEC, LINK, read_fs_tree
 
 import docteur
 from docteur.make import make, parse_date
+from docteur.ninep.contents import Contents
 from docteur.ninep.datakit import DatakitFS
 from docteur.ninep.listen import DEFAULT_LISTEN, parse_listen
 from docteur.ninep.tree import TreeFS
@@ -88,6 +89,31 @@ def test_classic_dialects_read_the_same_tree(tree_served: Served, sample: Sample
         )
         assert c.read("big.bin") == sample.tree[b"big.bin"][1]
         assert c.stat("docs/up").extension == (b"../README.md" if version == "9P2000.u" else b"")
+
+
+def test_open_files_share_one_copy_within_the_budget(sample: Sample, serve: Serve) -> None:
+    big = sample.tree[b"big.bin"][1]
+    contents = Contents(budget=len(big) + 100)  # room for big.bin and README.md only
+    with (
+        docteur.open(sample.image) as img,
+        serve(TreeFS(img, contents=contents)) as s,
+        s.client(msize=1 << 20) as a,
+        s.client() as b,
+    ):
+        fids = [c.walk("big.bin")[0] for c in (a, b)]
+        for c, fid in zip((a, b), fids, strict=True):
+            c.open(fid)
+        assert contents.held == len(big)  # two fids, one copy
+        # Past the budget, a file still reads right: each read fetches it again.
+        other, _ = a.walk("docs/guide/intro.txt")
+        a.open(other)
+        assert contents.held == len(big)
+        assert a.rpc(MsgType.TREAD, fid=other, offset=6, count=12).text("data") == b"intro\nintro\n"
+        assert b"".join(a.chunks(fids[0])) == big
+        for c, fid in zip((a, b), fids, strict=True):
+            c.clunk(fid)
+        assert contents.held == 0  # the last clunk let it go
+        assert a.read("README.md") == b"# sample\n"
 
 
 def test_qids_survive_restarts_and_tell_paths_apart(sample: Sample, serve: Serve) -> None:
