@@ -466,19 +466,6 @@ def test_fid_limit(serve: Serve, memfs: MemFS) -> None:
         c.walk("link")
 
 
-def test_connection_limit(serve: Serve, memfs: MemFS) -> None:
-    with serve(memfs, limits=Limits(max_connections=2)) as s, s.client() as a, s.client() as b:
-        third = Client(s.path)
-        third.send(MsgType.TVERSION, msize=8192, version=b"9P2000.L")
-        assert third.closed_by_server()
-        assert a.read("README.md") == b.read("README.md") == b"# hello\n"
-    # Closed connections free their places.
-    with serve(memfs, limits=Limits(max_connections=1)) as s:
-        for _ in range(3):
-            with s.client() as c:
-                assert c.read("empty") == b""
-
-
 def _raw(served: Served, data: bytes) -> Client:
     c = Client(served.path)
     c.version(msize=8192)
