@@ -76,16 +76,18 @@ class Server:
         return Connection(self, peer, timed=timed)
 
     def evictable(self) -> Connection | None:
-        """The connection to close for a newcomer: none of its requests being served, and first one that
-        holds no fid (it has no session to lose), then the longest idle."""
-        idle = [conn for conn in self.connections if not conn.in_flight() and not conn.closing()]
-        return min(idle, key=lambda conn: (bool(conn.session.fids), conn.last_active), default=None)
+        """The connection to close for a newcomer: none of its requests being served; first one already
+        closing (its client gone, its replies unread), then one that holds no fid (it has no session to
+        lose), then the longest idle."""
+        idle = [conn for conn in self.connections if not conn.in_flight()]
+        return min(idle, key=lambda c: (not c.closing(), bool(c.session.fids), c.last_active), default=None)
 
     async def close(self) -> None:
         """Close every connection (replies not yet sent are dropped) and stop the worker threads."""
-        for conn in list(self.connections):
+        connections = list(self.connections)
+        for conn in connections:
             conn.abort()
-        for conn in list(self.connections):
+        for conn in connections:
             await conn.closed.wait()
         self.workers.shutdown()
 
@@ -98,7 +100,7 @@ def _peer_name(transport: asyncio.BaseTransport) -> str:
     peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple):
         return f"{peer[0]}:{peer[1]}"
-    name = f"unix:{transport.get_extra_info('sockname') or '?'}#{next(_serials)}"
+    name = f"unix#{next(_serials)}"
     sock = transport.get_extra_info("socket")
     try:
         pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
@@ -189,6 +191,13 @@ class Connection(asyncio.Protocol):
             log.info("%s: closed after %d requests", self.peer, self.requests)
         self.closed.set()
 
+    def eof_received(self) -> bool | None:
+        # The client sends nothing more. Replies it leaves unread would keep the socket open for good.
+        out = self.out
+        if out is self.transport and isinstance(out, asyncio.WriteTransport) and out.get_write_buffer_size():
+            self.abort()
+        return None  # close
+
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self._consume()
@@ -267,8 +276,7 @@ class Connection(asyncio.Protocol):
     def _busy(self) -> bool:
         """Read no more frames while the client leaves our replies unread, or too many are in flight:
         what a connection buffers stays bounded."""
-        closing = self.transport is None or self.transport.is_closing()
-        return closing or not self.drained.is_set() or len(self.pending) >= self.limits.max_outstanding
+        return self.closing() or not self.drained.is_set() or len(self.pending) >= self.limits.max_outstanding
 
     def _consume(self) -> None:
         buf, pos = self.buffer, 0
@@ -304,7 +312,7 @@ class Connection(asyncio.Protocol):
 
     def _flow(self) -> None:
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or self.closing():
             return
         busy = self._busy()
         if busy != self.reading_paused:

@@ -18,18 +18,10 @@ from docteur.ninep.wire import Dialect, Message, MsgType
 from docteur.ninep.workers import Workers
 
 from .client import Client
-from .conftest import BIG, Served
+from .conftest import BIG, Served, wait_for
 from .memfs import MemFS
 
 Serve = Callable[..., AbstractContextManager[Served]]
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Until the server (in this process) reaches a state; fails after 10 s."""
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
 
 
 def _messages(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:
