@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -122,6 +123,21 @@ def test_refused_only_when_every_connection_is_being_served(
         for _ in range(3):
             with s.client() as c:
                 assert c.read("empty") == b""
+
+
+def test_a_client_gone_with_its_replies_unread_frees_its_place(serve: Serve, memfs: MemFS) -> None:
+    with serve(memfs, limits=Limits(max_connections=1)) as s:
+        gone = s.client(msize=1 << 20)
+        fid, _ = gone.walk("big.bin")
+        gone.open(fid)
+        for _ in range(10):  # 3 MiB of replies it never reads
+            gone.send(MsgType.TREAD, fid=fid, offset=0, count=1 << 20)
+        gone.sock.shutdown(socket.SHUT_WR)
+        with s.client() as c:  # whether the server has seen it go or not, the place is free
+            assert c.read("README.md") == b"# hello\n"
+        with contextlib.suppress(ConnectionResetError):  # what it asked for is cut short: then the end
+            while gone.sock.recv(1 << 16):
+                pass
 
 
 # -- worker threads -----------------------------------------------------------------------------------
