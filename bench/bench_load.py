@@ -3,8 +3,8 @@
 Each client has its own connection (9P2000.L) and reads whole files (walk, open, reads, clunk) chosen at
 random, for a fixed time; the figure is the latency of one whole-file read. Clients are threads spread over
 a few processes, so the load generator's own GIL does not set the latencies. The same load runs again with
-64 idle sessions beside it; a newcomer is timed among 64 idle or dribbling connections (crowds.py); and the
-server's peak memory is taken while the clients read the large corpus.
+64 idle sessions beside it, the two alternating in slices; a newcomer is timed among 64 idle or dribbling
+connections (crowds.py); and the server's peak memory is taken while the clients read the large corpus.
 
     python -m bench.bench_load [DIR] [--clients 64] [--seconds 60]    # default: the generated book corpus
 """
@@ -34,6 +34,7 @@ from bench import crowds  # noqa: E402
 PROCESSES = 4
 CROWD = 64  # idle or dribbling connections beside the clients
 LARGE_SECONDS = 20.0
+TURNS = 4  # the runs alone and with idle sessions beside them alternate, in this many slices each
 _LOCK = threading.Lock()  # the clients of one process add to one result
 DATE = "2020-10-10T08:00:00+00:00"
 
@@ -46,6 +47,12 @@ class LoadResult:
     bytes: int = 0
     errors: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # seconds per whole-file read
+
+    def add(self, part: LoadResult) -> None:
+        self.latencies += part.latencies
+        self.errors += part.errors
+        self.reads += part.reads
+        self.bytes += part.bytes
 
     def percentile(self, p: int) -> float:
         return (
@@ -115,10 +122,7 @@ def load(address: str, files: dict[bytes, tuple[int, str]], *, clients: int, sec
         for part in pool.map(
             _process, [address] * processes, [files] * processes, groups, [until] * processes
         ):
-            result.latencies += part.latencies
-            result.errors += part.errors
-            result.reads += part.reads
-            result.bytes += part.bytes
+            result.add(part)
     return result
 
 
@@ -173,10 +177,13 @@ def rows(tree: Path, clients: int = 64, seconds: float = 60.0) -> list[dict[str,
         make(str(large), large_image, date=parse_date(DATE), quiet=True)
         # Room for both crowds: the idle sessions sit beside the clients rather than make room for them.
         with serving(image, sock, work / "serve.log", "--max-connections", str(clients + CROWD)):
-            alone = load(str(sock), files, clients=clients, seconds=seconds)
-            with crowds.idle(str(sock), CROWD, attached=True) as sessions:
-                beside = load(str(sock), files, clients=clients, seconds=seconds)
-                kept = crowds.still_open(sessions)
+            # In turns, so that both see the same load from the rest of the (shared) machine.
+            alone, beside, kept = LoadResult(clients, seconds), LoadResult(clients, seconds), CROWD
+            for _ in range(TURNS):
+                alone.add(load(str(sock), files, clients=clients, seconds=seconds / TURNS))
+                with crowds.idle(str(sock), CROWD, attached=True) as sessions:
+                    beside.add(load(str(sock), files, clients=clients, seconds=seconds / TURNS))
+                    kept = min(kept, crowds.still_open(sessions))
         crowded = _crowded(image, work, min(files, key=lambda p: files[p][0]))
         with serving(large_image, work / "large.sock", work / "large.log") as proc:
             heavy = load(str(work / "large.sock"), large_files, clients=clients, seconds=LARGE_SECONDS)

@@ -167,7 +167,13 @@ class Connection(asyncio.Protocol):
             log.warning("%s: refused: all %d connections have requests being served", self.peer, count)
             self.abort()
             return False
-        why = "holding no fid" if not victim.session.fids else "the longest idle"
+        why = (
+            "closing"
+            if victim.closing()
+            else "holding no fid"
+            if not victim.session.fids
+            else "the longest idle"
+        )
         idle = self.loop.time() - victim.last_active
         log.warning(
             "%s: closed to make room for %s: %d connections (the limit), it was %s (idle %.1f s)",
