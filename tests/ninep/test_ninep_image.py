@@ -291,6 +291,31 @@ def test_command_serves_one_session_on_stdio(sample: Sample, kind: str) -> None:
             assert proc.wait(10) == 0
 
 
+def test_deadlines_are_options_and_spare_the_stdio_session(sample: Sample, tmp_path: Path) -> None:
+    sock = tmp_path / "d.sock"
+    quick = ("--version-timeout", "0.3", "--idle-timeout", "0.3", "--frame-timeout", "0.3")
+    with command(sample.image, "--listen", f"unix:{sock}", *quick) as proc:
+        _wait_for(sock, proc)
+        silent = Client(str(sock), timeout=10)
+        assert silent.closed_by_server()
+        proc.terminate()
+        assert proc.wait(10) == 0
+        assert b"closed: no Tversion in 0.3 s" in proc.stderr.read()  # type: ignore[union-attr]
+    # stdio: one session that nobody else waits for (a guest's server may wait long for its host).
+    channel, theirs = socket.socketpair()
+    with command(
+        sample.image, "--listen", "stdio", *quick, stdin=theirs.fileno(), stdout=theirs.fileno()
+    ) as proc:
+        theirs.close()
+        time.sleep(1)  # past the Tversion deadline
+        with Client(channel) as c:
+            c.version()
+            time.sleep(1)  # past the idle deadline, holding no fid
+            c.attach()
+            assert c.read(b"caf\xe9.txt") == b"not UTF-8\n"
+        assert proc.wait(10) == 0
+
+
 def _await_raw_mode(fd: int, proc: subprocess.Popen[bytes]) -> None:
     """Wait until the server has made its tty raw (no echo, no line editing)."""
     deadline = time.monotonic() + 20
