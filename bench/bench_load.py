@@ -244,7 +244,9 @@ def main(argv: list[str]) -> int:
     else:
         tree = Path(args.tree)
     for row in rows(tree, args.clients, args.seconds):
-        print(f"{row['figure']}: {row['ours']:.6g} {row['unit']}")
+        ours = row["ours"]
+        shown = "—" if ours is None else f"{ours:.6g} {row['unit']}"
+        print(f"{row['figure']}: {shown}{'  (' + str(row['note']) + ')' if row.get('note') else ''}")
     return 0
 
 
