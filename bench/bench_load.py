@@ -2,7 +2,9 @@
 
 Each client has its own connection (9P2000.L) and reads whole files (walk, open, reads, clunk) chosen at
 random, for a fixed time; the figure is the latency of one whole-file read. Clients are threads spread over
-a few processes, so the load generator's own GIL does not set the latencies.
+a few processes, so the load generator's own GIL does not set the latencies. The same load runs again with
+64 idle sessions beside it, the two alternating in slices; a newcomer is timed among 64 idle or dribbling
+connections (crowds.py); and the server's peak memory is taken while the clients read the large corpus.
 
     python -m bench.bench_load [DIR] [--clients 64] [--seconds 60]    # default: the generated book corpus
 """
@@ -14,7 +16,6 @@ import hashlib
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,10 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # the 9P client the tests use (tests/ninep/client.py)
+sys.path.insert(0, str(REPO / "tests"))  # the 9P client and server harness of the tests
+from hostile.storm import serving  # noqa: E402
 from ninep.client import Client  # noqa: E402
 
+from bench import crowds  # noqa: E402
+
 PROCESSES = 4
+CROWD = 64  # idle or dribbling connections beside the clients
+LARGE_SECONDS = 20.0
+TURNS = 4  # the runs alone and with idle sessions beside them alternate, in this many slices each
 _LOCK = threading.Lock()  # the clients of one process add to one result
 DATE = "2020-10-10T08:00:00+00:00"
 
@@ -40,6 +47,12 @@ class LoadResult:
     bytes: int = 0
     errors: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # seconds per whole-file read
+
+    def add(self, part: LoadResult) -> None:
+        self.latencies += part.latencies
+        self.errors += part.errors
+        self.reads += part.reads
+        self.bytes += part.bytes
 
     def percentile(self, p: int) -> float:
         return (
@@ -109,47 +122,113 @@ def load(address: str, files: dict[bytes, tuple[int, str]], *, clients: int, sec
         for part in pool.map(
             _process, [address] * processes, [files] * processes, groups, [until] * processes
         ):
-            result.latencies += part.latencies
-            result.errors += part.errors
-            result.reads += part.reads
-            result.bytes += part.bytes
+            result.add(part)
     return result
 
 
+def _peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _crowded(image: Path, work: Path, path: bytes) -> dict[str, list[float | None]]:
+    """A newcomer timed (three times) while 64 connections sit idle after Tversion, then while 64 dribble a
+    frame a byte a second, at a server with its default limits (64 connections)."""
+    sock = work / "crowd.sock"
+    found: dict[str, list[float | None]] = {}
+    with serving(image, sock, work / "crowd.log"):
+        with crowds.idle(str(sock), CROWD, attached=False):
+            found["idle"] = [crowds.newcomer(str(sock), path) for _ in range(3)]
+        with crowds.dribbling(str(sock), CROWD):
+            time.sleep(3)  # well into their frames, short of the frame deadline
+            found["dribbling"] = [crowds.newcomer(str(sock), path) for _ in range(3)]
+    return found
+
+
+def _newcomer_row(what: str, times: list[float | None]) -> dict[str, object]:
+    served = [t for t in times if t is not None]
+    return {
+        "figure": f"9P: a new client served while {CROWD} connections {what} (worst of {len(times)})",
+        "ours": max(served) if len(served) == len(times) else None,
+        "unit": "s",
+        "limit": 1,
+        "relative": False,
+        "note": "" if len(served) == len(times) else f"refused {len(times) - len(served)} of {len(times)}",
+    }
+
+
 def rows(tree: Path, clients: int = 64, seconds: float = 60.0) -> list[dict[str, object]]:
-    """Serve an image of `tree` with docteur-serve and measure it under load (the bench's module API)."""
+    """Serve an image of `tree` with docteur-serve and measure it under load (the bench's module API):
+    alone, then with idle sessions beside the clients; a newcomer among idle and dribbling connections;
+    the server's memory while clients read large files."""
+    from bench.corpora import generated
     from docteur.make import make, parse_date
 
     files = digests(tree)
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as work:
-        image, sock = Path(work) / "load.img", Path(work) / "9p.sock"
+    large = generated("large").tree
+    large_files = digests(large)
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as scratch:
+        work = Path(scratch)
+        image, sock, large_image = work / "load.img", work / "9p.sock", work / "large.img"
         make(str(tree), image, date=parse_date(DATE), quiet=True)
-        serve = Path(sys.executable).parent / "docteur-serve"
-        with open(Path(work) / "serve.log", "wb") as log:
-            proc = subprocess.Popen([str(serve), str(image), "--listen", f"unix:{sock}"], stderr=log)
-        try:
-            while not sock.exists():
-                if proc.poll() is not None:
-                    raise RuntimeError((Path(work) / "serve.log").read_text())
-                time.sleep(0.02)
-            result = load(str(sock), files, clients=clients, seconds=seconds)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        make(str(large), large_image, date=parse_date(DATE), quiet=True)
+        # Room for both crowds: the idle sessions sit beside the clients rather than make room for them.
+        with serving(image, sock, work / "serve.log", "--max-connections", str(clients + CROWD)):
+            # In turns, so that both see the same load from the rest of the (shared) machine.
+            alone, beside, kept = LoadResult(clients, seconds), LoadResult(clients, seconds), CROWD
+            for _ in range(TURNS):
+                alone.add(load(str(sock), files, clients=clients, seconds=seconds / TURNS))
+                with crowds.idle(str(sock), CROWD, attached=True) as sessions:
+                    beside.add(load(str(sock), files, clients=clients, seconds=seconds / TURNS))
+                    kept = min(kept, crowds.still_open(sessions))
+        crowded = _crowded(image, work, min(files, key=lambda p: files[p][0]))
+        with serving(large_image, work / "large.sock", work / "large.log") as proc:
+            heavy = load(str(work / "large.sock"), large_files, clients=clients, seconds=LARGE_SECONDS)
+            peak = _peak_rss_mib(proc.pid)
     label = f"9P load, {clients} clients for {seconds:g} s"
+    crowd = f"{label}, {CROWD} idle sessions beside them"
+    large_mb = sum(size for size, _ in large_files.values()) / 1e6
     return [
-        {"figure": f"{label}: whole-file reads", "ours": result.reads / seconds, "unit": "/s", "limit": None},
-        {"figure": f"{label}: p50 read latency", "ours": result.percentile(50) * 1e3, "unit": "ms"},
-        {"figure": f"{label}: p99 read latency", "ours": result.percentile(99) * 1e3, "unit": "ms"},
+        {"figure": f"{label}: whole-file reads", "ours": alone.reads / seconds, "unit": "/s", "limit": None},
+        {"figure": f"{label}: p50 read latency", "ours": alone.percentile(50) * 1e3, "unit": "ms"},
+        {"figure": f"{label}: p99 read latency", "ours": alone.percentile(99) * 1e3, "unit": "ms"},
+        _errors_row(f"{label}: errors or wrong bytes", alone),
+        _errors_row(f"{crowd}: errors or wrong bytes", beside),
         {
-            "figure": f"{label}: errors or wrong bytes",
-            "ours": float(len(result.errors)),
-            "unit": "",
-            "limit": 0,
+            "figure": f"{crowd}: p99 read latency",
+            "ours": beside.percentile(99) * 1e3,
+            "peer": alone.percentile(99) * 1e3,
+            "peer_name": "without them",
+            "unit": "ms",
+            "limit": 1.2,
+            "note": f"{kept} of {CROWD} idle sessions still served after",
+        },
+        _newcomer_row("sit idle after Tversion", crowded["idle"]),
+        _newcomer_row("dribble a frame at 1 byte/s", crowded["dribbling"]),
+        {
+            "figure": f"9P: server peak RSS, {clients} clients reading large files ({large_mb:.0f} MB) "
+            f"for {LARGE_SECONDS:g} s",
+            "ours": peak,
+            "unit": "MiB",
+            "limit": 256,
             "relative": False,
-            "note": "; ".join(result.errors[:3]),
+            "note": f"{heavy.reads} whole-file reads, {len(heavy.errors)} errors",
         },
     ]
+
+
+def _errors_row(figure: str, result: LoadResult) -> dict[str, object]:
+    return {
+        "figure": figure,
+        "ours": float(len(result.errors)),
+        "unit": "",
+        "limit": 0,
+        "relative": False,
+        "note": "; ".join(result.errors[:3]),
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -165,7 +244,9 @@ def main(argv: list[str]) -> int:
     else:
         tree = Path(args.tree)
     for row in rows(tree, args.clients, args.seconds):
-        print(f"{row['figure']}: {row['ours']:.6g} {row['unit']}")
+        ours = row["ours"]
+        shown = "—" if ours is None else f"{ours:.6g} {row['unit']}"
+        print(f"{row['figure']}: {shown}{'  (' + str(row['note']) + ')' if row.get('note') else ''}")
     return 0
 
 

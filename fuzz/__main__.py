@@ -1,7 +1,7 @@
 """python -m fuzz: every hostile-input campaign at full size; exit status 1 if any found a problem.
 
 python -m fuzz [--seed N] [--mutations 10000] [--jobs 2] [--frames 10000] [--connections 3000]
-               [--atheris-seconds 60] [--only images|ninep|atheris]
+               [--ninep-cases 10000] [--atheris-seconds 60] [--only images|ninep|atheris]
 python -m fuzz --case NUMBER [--seed N]    # judge one mutation here and print every violation
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))  # the harness lives in tests/hostile
 
-from fuzz import atheris_runs, images, ninep_storm  # noqa: E402
+from fuzz import atheris_runs, images, ninep_frames, ninep_storm  # noqa: E402
 
 DEFAULT_SEED = 20261121
 
@@ -27,6 +27,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes judging images")
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=3_000)
+    parser.add_argument("--ninep-cases", type=int, default=10_000, help="malformed 9P frames, each judged")
     parser.add_argument("--atheris-seconds", type=int, default=60)
     parser.add_argument("--only", choices=["images", "ninep", "atheris"])
     parser.add_argument("--case", type=int, help="reproduce one mutation of --seed")
@@ -45,6 +46,8 @@ def main(argv: list[str]) -> int:
                     work / "ninep", seed=args.seed, frames=args.frames, connections=args.connections
                 )
             )
+            (work / "ninep-frames").mkdir()
+            results.append(ninep_frames.run(work / "ninep-frames", seed=args.seed, cases=args.ninep_cases))
         if args.only in (None, "atheris"):
             results.append(atheris_runs.run(work / "atheris", seconds=args.atheris_seconds))
     return 0 if all(results) else 1

@@ -59,6 +59,16 @@ def _bounded(low: int, high: int) -> type[int]:
     return parse  # type: ignore[return-value]
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1e6:
+        raise ValueError
+    return value
+
+
+_seconds.__name__ = "seconds"
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="docteur-serve", description="Serve a docteur image read-only over 9P.")
     p.add_argument("image", help="the image: a file, a block device or an https:// URL")
@@ -80,7 +90,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-fids", type=_bounded(1, 1 << 24), default=Limits.max_fids, help="fids per connection"
     )
-    p.add_argument("--max-connections", type=_bounded(1, 1 << 16), default=Limits.max_connections)
+    p.add_argument(
+        "--max-connections",
+        type=_bounded(1, 1 << 16),
+        default=Limits.max_connections,
+        help="at the limit, the longest-idle connection with no request being served makes room "
+        f"(default {Limits.max_connections})",
+    )
+    deadlines = (
+        ("--version-timeout", Limits.version_timeout, "close a connection that has not finished Tversion"),
+        ("--frame-timeout", Limits.frame_timeout, "close a connection whose frame has not fully arrived"),
+        ("--idle-timeout", Limits.idle_timeout, "close a connection idle with no fid in use"),
+    )
+    for option, default, what in deadlines:
+        p.add_argument(
+            option,
+            type=_seconds,
+            metavar="SECONDS",
+            default=default,
+            help=f"{what} after this many seconds (default {default:g}; 0: never)",
+        )
     p.add_argument("-v", "--verbose", action="store_true", help="log every message")
     return p
 
@@ -94,7 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"docteur-serve: {e}", file=sys.stderr)
         return 2
-    limits = Limits(max_msize=args.msize, max_fids=args.max_fids, max_connections=args.max_connections)
+    limits = Limits(
+        max_msize=args.msize,
+        max_fids=args.max_fids,
+        max_connections=args.max_connections,
+        version_timeout=args.version_timeout,
+        frame_timeout=args.frame_timeout,
+        idle_timeout=args.idle_timeout,
+    )
     try:
         remote = cache_options(args.cache_dir, args.no_cache)
         run(args.image, where, layout=args.layout, uid=args.uid, gid=args.gid, limits=limits, remote=remote)

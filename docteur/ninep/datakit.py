@@ -15,6 +15,7 @@ import functools
 from docteur.errors import CorruptImageError
 from docteur.fs.image import Image
 from docteur.git.objects import CommitInfo, TreeEntry, parse_commit, parse_valid_tree
+from docteur.ninep.contents import Contents
 from docteur.ninep.fs import (
     GIT_DIR,
     GIT_FILE,
@@ -39,7 +40,8 @@ class DatakitFS(ReadOnlyFS):
     def __init__(self, img: Image) -> None:
         super().__init__(img.info.commit_time)
         self.img = img
-        self.head = TreeFS(img, prefix="ro", lock=self.lock)  # one lock for every reader of the image
+        self.contents = Contents()  # one budget for the files open in either part
+        self.head = TreeFS(img, prefix="ro", lock=self.lock, contents=self.contents)  # one lock, too
 
     # -- routing: which part of the namespace a node belongs to --------------------------------------
 
@@ -83,7 +85,7 @@ class DatakitFS(ReadOnlyFS):
         if self._in_head(node):
             return self.head.open(node)
         if self._in_objects(node):
-            return BytesHandle(self._blob(node.oid))
+            return self.contents.open(node.oid, node.size, lambda: self._blob(node.oid))
         return BytesHandle(self._virtual_content(node))
 
     def readlink(self, node: Node) -> str:

@@ -82,7 +82,7 @@ async def _listen(server: Server, where: Listen, stop: asyncio.Event) -> None:
         listener = await loop.create_server(server.protocol, where.host, where.port)
     else:
         _remove_stale_socket(where.path)
-        listener = await loop.create_unix_server(server.protocol, where.path)
+        listener = await loop.create_unix_server(server.protocol, sock=_listening_socket(where.path))
     for sock in listener.sockets:
         log.info("serving on %s", _address(where, sock))
     try:
@@ -101,6 +101,32 @@ def _address(where: Listen, sock: socket.socket) -> Listen:
         return where
     host, port = sock.getsockname()[:2]
     return Listen("tcp", host=host, port=port)
+
+
+def _listening_socket(path: str) -> socket.socket:
+    """A unix socket that appears at ``path`` only once it listens: whoever waits for the path to exist
+    (a test, QEMU, a script) can connect at once, instead of being refused between bind and listen."""
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        scratch = os.path.join(os.path.dirname(path) or ".", f".{os.getpid()}-{os.urandom(4).hex()}.sock")
+        try:
+            sock.bind(scratch)
+        except OSError:  # the longer name does not fit in a socket address: bind in place
+            sock.bind(path)
+            sock.listen(100)
+            return sock
+        try:
+            sock.listen(100)
+            os.link(scratch, path)  # unlike rename, never replaces a socket another server just made
+        finally:
+            os.unlink(scratch)
+    except FileExistsError:
+        sock.close()
+        raise FileExistsError(f"{path}: another server is listening there") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _remove_stale_socket(path: str) -> None:
@@ -128,7 +154,7 @@ async def _serve_stdio(server: Server) -> None:
 
 async def _connect_stdio(server: Server) -> Connection:
     loop = asyncio.get_running_loop()
-    conn = server.protocol(peer="stdio")
+    conn = server.protocol(peer="stdio", timed=False)
     if _same_socket(0, 1):
         # One socket both ways (socat EXEC, inetd): a duplex transport. A write-pipe transport would take
         # the client's incoming bytes for a hang-up.

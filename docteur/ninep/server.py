@@ -1,8 +1,11 @@
-"""The asyncio 9P server: connections, framing, flow control, limits, and where requests run.
+"""The asyncio 9P server: connections, framing, flow control, limits, deadlines, and where requests run.
 
 A connection is an asyncio Protocol. Requests whose filesystem calls are small are answered as soon as
-their frame arrives; the others go on in a task with their calls in worker threads, so a connection may
-have many outstanding, a big read never stalls the event loop, and a slow client never blocks others.
+their frame arrives; the others go on in a task with their calls in worker threads shared fairly between
+connections (workers.py), so a connection may have many outstanding, a big read never stalls the event
+loop, and neither a slow client nor a greedy one holds up the others. A connection that does nothing
+useful (no Tversion, a frame that never finishes arriving, idle with no fid) is closed when its deadline
+passes, and when every place is taken the longest-idle one that is not being served makes room.
 """
 
 from __future__ import annotations
@@ -10,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+import socket
+import struct
 from dataclasses import dataclass
 
 from docteur.ninep import wire
 from docteur.ninep.fs import ReadOnlyFS
 from docteur.ninep.session import Call, Session, Work, errno_of, error_reply, negotiate
 from docteur.ninep.wire import Dialect, Message, MsgType
+from docteur.ninep.workers import Workers
 
 log = logging.getLogger("docteur.ninep")
 
@@ -36,6 +42,15 @@ class Limits:
     max_connections: int = 64
     max_outstanding: int = 64  # requests in flight per connection
     max_bulk: int = 2  # reads (replies up to msize) built or waiting for the client, per connection
+    # Deadlines in seconds (0: none). Tversion is the first thing any client says, but a QEMU guest's
+    # chardev connects before the guest has booted, so the handshake allows a slow boot under TCG.
+    version_timeout: float = 60.0
+    # Requests are small (a Twalk of 16 names is the largest a read-only server takes): a client writes a
+    # frame at once, so one still arriving after 10 s is a dribbler holding a place.
+    frame_timeout: float = 10.0
+    # A session holding no fid has nothing to lose; a mounted client always holds its root fid, so this
+    # never closes a mount, however quiet.
+    idle_timeout: float = 60.0
 
 
 class Server:
@@ -48,41 +63,61 @@ class Server:
         self.uid = uid
         self.gid = gid
         self.limits = limits or Limits()
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="docteur-9p")
+        self.workers = Workers(workers)
         self.connections: set[Connection] = set()
 
     def fids_held(self) -> int:
         """Fids of every connection: many connections must not multiply what one may hold."""
         return sum(len(conn.session.fids) for conn in self.connections)
 
-    def protocol(self, peer: str = "") -> Connection:
-        """A protocol for one connection (the factory for loop.create_server and its kin)."""
-        return Connection(self, peer)
+    def protocol(self, peer: str = "", *, timed: bool = True) -> Connection:
+        """A protocol for one connection (the factory for loop.create_server and its kin); ``timed=False``
+        for the one session on stdio, which has no deadlines: nobody else waits for its place."""
+        return Connection(self, peer, timed=timed)
+
+    def evictable(self) -> Connection | None:
+        """The connection to close for a newcomer: none of its requests being served; first one already
+        closing (its client gone, its replies unread), then one that holds no fid (it has no session to
+        lose), then the longest idle."""
+        idle = [conn for conn in self.connections if not conn.in_flight()]
+        return min(idle, key=lambda c: (not c.closing(), bool(c.session.fids), c.last_active), default=None)
 
     async def close(self) -> None:
-        """Close every connection and stop the worker threads."""
-        for conn in list(self.connections):
-            conn.close()
-        for conn in list(self.connections):
+        """Close every connection (replies not yet sent are dropped) and stop the worker threads."""
+        connections = list(self.connections)
+        for conn in connections:
+            conn.abort()
+        for conn in connections:
             await conn.closed.wait()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.workers.shutdown()
+
+
+_serials = itertools.count(1)
 
 
 def _peer_name(transport: asyncio.BaseTransport) -> str:
+    """Who is on the other side: host:port, or for a unix socket a number and the peer's process."""
     peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple):
         return f"{peer[0]}:{peer[1]}"
-    return f"unix:{transport.get_extra_info('sockname') or '?'}"
+    name = f"unix#{next(_serials)}"
+    sock = transport.get_extra_info("socket")
+    try:
+        pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    except (AttributeError, OSError):
+        return name
+    return f"{name} (pid {pid}, uid {uid})"
 
 
 class Connection(asyncio.Protocol):
     """One client connection: frames in, replies out, and the requests in flight."""
 
-    def __init__(self, server: Server, peer: str = "") -> None:
+    def __init__(self, server: Server, peer: str = "", *, timed: bool = True) -> None:
         limits = server.limits
         self.server = server
         self.limits = limits
         self.peer = peer
+        self.timed = timed
         self.session = Session(
             server.fs,
             uid=server.uid,
@@ -103,6 +138,12 @@ class Connection(asyncio.Protocol):
         self.requests = 0
         self.closed = asyncio.Event()
         self.accepted = False
+        # Deadlines: when each started, and the one timer that watches the nearest of them.
+        self.loop = asyncio.get_running_loop()
+        self.opened_at = self.last_active = self.loop.time()
+        self.versioned = False  # a Tversion was answered with a dialect
+        self.frame_started: float | None = None  # the first byte of a frame still arriving
+        self.timer: asyncio.TimerHandle | None = None
 
     # -- the transport's side -----------------------------------------------------------------------
 
@@ -111,22 +152,57 @@ class Connection(asyncio.Protocol):
         if self.out is None:
             self.out = transport  # type: ignore[assignment]
         self.peer = self.peer or _peer_name(transport)
-        if len(self.server.connections) >= self.limits.max_connections:
-            log.warning("%s: refused, already %d connections", self.peer, len(self.server.connections))
-            transport.close()
+        if len(self.server.connections) >= self.limits.max_connections and not self._make_room():
             return
         self.accepted = True
         self.server.connections.add(self)
         log.info("%s: connected", self.peer)
+        self._watch()
+
+    def _make_room(self) -> bool:
+        """At the connection limit: close the connection that loses least, or refuse this one."""
+        count = len(self.server.connections)
+        victim = self.server.evictable()
+        if victim is None:
+            log.warning("%s: refused: all %d connections have requests being served", self.peer, count)
+            self.abort()
+            return False
+        why = (
+            "closing"
+            if victim.closing()
+            else "holding no fid"
+            if not victim.session.fids
+            else "the longest idle"
+        )
+        idle = self.loop.time() - victim.last_active
+        log.warning(
+            "%s: closed to make room for %s: %d connections (the limit), it was %s (idle %.1f s)",
+            victim.peer,
+            self.peer,
+            count,
+            why,
+            idle,
+        )
+        victim.abort()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._abort_pending()
+        if self.timer is not None:
+            self.timer.cancel()
         if self.out is not None and self.out is not self.transport:
             self.out.close()
         if self.accepted:
             self.server.connections.discard(self)
             log.info("%s: closed after %d requests", self.peer, self.requests)
         self.closed.set()
+
+    def eof_received(self) -> bool | None:
+        # The client sends nothing more. Replies it leaves unread would keep the socket open for good.
+        out = self.out
+        if out is self.transport and isinstance(out, asyncio.WriteTransport) and out.get_write_buffer_size():
+            self.abort()
+        return None  # close
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -144,13 +220,69 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self) -> None:
+        """Close now, dropping what the client has not read: a client that reads nothing must not keep
+        its socket (or the server's shutdown) waiting. The place it held is free at once."""
+        self.server.connections.discard(self)
+        self._abort_pending()
+        transport = self.transport
+        if transport is not None:
+            getattr(transport, "abort", transport.close)()  # a read pipe (stdio) has no abort
+
+    def closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    def in_flight(self) -> int:
+        """Requests of this connection being served: waiting for a worker thread or running in one."""
+        return self.server.workers.load(self)
+
+    # -- deadlines ----------------------------------------------------------------------------------
+
+    def _deadline(self) -> tuple[float, str] | None:
+        """The nearest deadline that applies now, and what passing it means."""
+        limits, found = self.limits, []
+        if not self.versioned and limits.version_timeout:
+            found.append(
+                (self.opened_at + limits.version_timeout, f"no Tversion in {limits.version_timeout:g} s")
+            )
+        if self.frame_started is not None and limits.frame_timeout:
+            why = f"a frame still arriving after {limits.frame_timeout:g} s"
+            found.append((self.frame_started + limits.frame_timeout, why))
+        if self.versioned and limits.idle_timeout and not self.session.fids and not self.pending:
+            why = f"idle with no fid for {limits.idle_timeout:g} s"
+            found.append((self.last_active + limits.idle_timeout, why))
+        return min(found, default=None)
+
+    def _watch(self) -> None:
+        """Make sure the timer fires no later than the nearest deadline (early is fine: it looks again)."""
+        if not self.timed or self.closing():
+            return
+        deadline = self._deadline()
+        if deadline is None:
+            return
+        if self.timer is not None:
+            if self.timer.when() <= deadline[0]:
+                return
+            self.timer.cancel()
+        self.timer = self.loop.call_at(deadline[0], self._expire)
+
+    def _expire(self) -> None:
+        self.timer = None
+        deadline = self._deadline()
+        if deadline is None or self.closing():
+            return
+        if deadline[0] > self.loop.time():
+            self._watch()
+            return
+        log.warning("%s: closed: %s", self.peer, deadline[1])
+        self.abort()
+
     # -- frames in ----------------------------------------------------------------------------------
 
     def _busy(self) -> bool:
         """Read no more frames while the client leaves our replies unread, or too many are in flight:
         what a connection buffers stays bounded."""
-        closing = self.transport is None or self.transport.is_closing()
-        return closing or not self.drained.is_set() or len(self.pending) >= self.limits.max_outstanding
+        return self.closing() or not self.drained.is_set() or len(self.pending) >= self.limits.max_outstanding
 
     def _consume(self) -> None:
         buf, pos = self.buffer, 0
@@ -161,7 +293,7 @@ class Connection(asyncio.Protocol):
                     log.warning(
                         "%s: bad frame size %d (msize %d): closing", self.peer, size, self.session.msize
                     )
-                    self.close()
+                    self.abort()
                     return
                 if len(buf) - pos < size:
                     break
@@ -169,15 +301,24 @@ class Connection(asyncio.Protocol):
                 pos += size
                 self.requests += 1
                 if not self.dispatch(frame):
-                    self.close()
+                    self.abort()
                     return
         finally:
             del buf[:pos]
         self._flow()
+        if buf and not self.reading_paused:
+            # What is left is the start of a frame (while reading is paused it waits for us, not them).
+            if self.frame_started is None:
+                self.frame_started = self.loop.time()
+        else:
+            self.frame_started = None
+        if pos:
+            self.last_active = self.loop.time()
+        self._watch()
 
     def _flow(self) -> None:
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or self.closing():
             return
         busy = self._busy()
         if busy != self.reading_paused:
@@ -248,7 +389,6 @@ class Connection(asyncio.Protocol):
 
     async def finish(self, msg: Message, work: Work, call: Call) -> None:
         """Go on with a request in worker threads; the loop serves others meanwhile."""
-        loop = asyncio.get_running_loop()
         try:
             # Outstanding reads whose replies the client never takes would each hold up to msize bytes:
             # a bulk reply keeps its slot until the client has drained it.
@@ -258,7 +398,7 @@ class Connection(asyncio.Protocol):
                     while isinstance(step, Call):
                         value, error = None, None
                         try:
-                            value = await loop.run_in_executor(self.server.pool, step.fn, *step.args)
+                            value = await self.server.workers.run(self, step.fn, *step.args)
                         except asyncio.CancelledError:
                             raise
                         except Exception as exc:
@@ -278,7 +418,8 @@ class Connection(asyncio.Protocol):
         finally:
             if self.pending.get(msg.tag) is asyncio.current_task():
                 del self.pending[msg.tag]  # it failed before answering
-            self._consume()  # reading may resume
+            self.last_active = self.loop.time()
+            self._consume()  # reading may resume; deadlines may start again
 
     def _failure(self, msg: Message, exc: Exception) -> Message:
         code = errno_of(exc)
@@ -305,6 +446,7 @@ class Connection(asyncio.Protocol):
             reply = Message(MsgType.RVERSION, msg.tag, msize=msize, version=b"unknown")
         else:
             self.session.reset(dialect, msize)
+            self.versioned = True
             reply = Message(MsgType.RVERSION, msg.tag, msize=msize, version=dialect.value.encode())
             log.info("%s: %s, msize %d", self.peer, dialect.value, msize)
         self.send(reply)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 from docteur.fs.image import Image
-from docteur.ninep.fs import GIT_DIR, BytesHandle, FsStat, Handle, Node, ReadOnlyFS, child_path
+from docteur.ninep.contents import Contents
+from docteur.ninep.fs import GIT_DIR, FsStat, Handle, Node, ReadOnlyFS, child_path
 
 BSIZE = 4096
 
@@ -27,10 +28,18 @@ class TreeFS(ReadOnlyFS):
     same image) serialises the calls.
     """
 
-    def __init__(self, img: Image, *, prefix: str = "", lock: threading.RLock | None = None) -> None:
+    def __init__(
+        self,
+        img: Image,
+        *,
+        prefix: str = "",
+        lock: threading.RLock | None = None,
+        contents: Contents | None = None,
+    ) -> None:
         super().__init__(img.info.commit_time, lock)
         self.img = img
         self.prefix = prefix
+        self.contents = contents or Contents()
 
     def inner(self, path: str) -> str:
         """The path in the image of a path of this view."""
@@ -51,8 +60,11 @@ class TreeFS(ReadOnlyFS):
         return [Node(child_path(node, name), s.mode, s.size, s.oid) for name, s in listing]
 
     def open(self, node: Node) -> Handle:
+        return self.contents.open(node.oid, node.size, lambda: self._read(node.path))
+
+    def _read(self, path: str) -> bytes:
         with self.lock:
-            return BytesHandle(self.img.read(self.inner(node.path)))
+            return self.img.read(self.inner(path))
 
     def readlink(self, node: Node) -> str:
         with self.lock:

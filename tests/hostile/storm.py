@@ -423,6 +423,19 @@ class RssSampler(threading.Thread):
         self.join(5)
 
 
+def expected(tree: Tree) -> tuple[dict[bytes, bytes], dict[bytes, set[bytes]]]:
+    """What a client must find in `tree`: each file's bytes, each directory's names."""
+    files = {p: content for p, (mode, content) in tree.items() if mode != DIR}
+    dirs: dict[bytes, set[bytes]] = {}
+    for path, (mode, _) in tree.items():
+        parts = path.split(b"/")
+        for i in range(len(parts)):
+            dirs.setdefault(b"/".join(parts[:i]), set()).add(parts[i])
+        if mode == DIR:
+            dirs.setdefault(path, set())
+    return files, dirs
+
+
 def storm(
     address: str,
     pid: int,
@@ -436,14 +449,7 @@ def storm(
     fid_exhaustions: int = 1,
 ) -> StormReport:
     """Run the storm at the server `pid` listening at `address`, which serves `tree`."""
-    files = {p: content for p, (mode, content) in tree.items() if mode != DIR}
-    dirs: dict[bytes, set[bytes]] = {}
-    for path, (mode, _) in tree.items():
-        parts = path.split(b"/")
-        for i in range(len(parts)):
-            dirs.setdefault(b"/".join(parts[:i]), set()).add(parts[i])
-        if mode == DIR:
-            dirs.setdefault(path, set())
+    files, dirs = expected(tree)
     sampler = RssSampler(pid)
     good = GoodClient(address, files, dirs, seed)
     sampler.start()

@@ -1,7 +1,8 @@
 """A running docteur-serve under hostile 9P traffic stays up, stays small and keeps answering right.
 
-The scaled-down storm of `make fuzz`: some thousand malformed or hostile frames and hundreds of
-connections, while a well-behaved client on its own connection checks every answer it gets.
+The scaled-down storm and frame campaign of `make fuzz`: some thousand malformed or hostile frames and
+hundreds of connections, then a few hundred malformed frames judged one by one, while a well-behaved client
+on its own connection checks every answer it gets.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from trees import write_tree
 from docteur.make import make, parse_date
 from docteur.ninep.server import Limits
 
+from . import ninep_frames
 from .storm import exhaust_fids, serving, storm
 
 SEED = 9
@@ -26,6 +28,7 @@ FRAMES = 1500
 CONNECTIONS = 300
 MAX_FIDS = 500
 RSS_GROWTH_MIB = 64  # bulk replies are bounded per connection; fids by --max-fids
+FRAME_CASES = 360  # 30 per family; `make fuzz` judges 10,000
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,19 @@ def test_the_server_survives_a_storm(sample_image: Path, tmp_path: Path) -> None
     assert report.rss_peak_kb - report.rss_start_kb < RSS_GROWTH_MIB << 10, report.summary()
     text = log.read_text()
     assert "Traceback" not in text and "Task exception" not in text, text[-2000:]
+
+
+def test_each_malformed_frame_gets_an_answer_or_a_closed_connection(
+    sample_image: Path, tmp_path: Path
+) -> None:
+    run = ninep_frames.run(sample_image, tmp_path, SAMPLE, seed=SEED, count=FRAME_CASES)
+    print(run.summary())
+    assert not run.problems(RSS_GROWTH_MIB), run.problems(RSS_GROWTH_MIB)
+    report = run.report
+    assert report.cases == FRAME_CASES and len(report.families) == len(ninep_frames.FAMILIES)
+    # Both ends are reached: frames answered (with errors, mostly), and frames that close the connection.
+    assert report.verdicts["answered"] > 50 and report.verdicts["closed"] > 50 and report.error_replies > 50
+    assert run.good_ops > 10
 
 
 def test_many_connections_cannot_multiply_the_fids_one_may_hold(tmp_path: Path) -> None:

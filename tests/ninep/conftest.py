@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,14 @@ class Served:
 
     def client(self, version: str = "9P2000.L", msize: int = 65536) -> Client:
         return Client.session(self.path, version, msize)
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Until the server (in this process) reaches a state; fails after 10 s."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
 
 
 @contextmanager

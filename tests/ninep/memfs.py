@@ -59,6 +59,7 @@ class MemFS(ReadOnlyFS):
         super().__init__(mtime)
         self.spec = spec
         self.gates: dict[str, threading.Event] = {}  # path -> gate its reads wait on
+        self.open_gates: dict[str, threading.Semaphore] = {}  # path -> permits its opens each take
 
     def _item(self, path: str) -> bytes | Exec | Link | Spec:
         item: bytes | Exec | Link | Spec = self.spec
@@ -101,6 +102,9 @@ class MemFS(ReadOnlyFS):
 
     def open(self, node: Node) -> Handle:
         data = self._content(node)
+        permits = self.open_gates.get(node.path)
+        if permits is not None and not permits.acquire(timeout=30):
+            raise TimeoutError("no permit to open")
         gate = self.gates.get(node.path)
         return BytesHandle(data) if gate is None else GatedHandle(data, gate)
 

@@ -22,6 +22,7 @@ from trees import DIR, EXEC, LINK, read_fs_tree
 
 import docteur
 from docteur.make import make, parse_date
+from docteur.ninep.contents import Contents
 from docteur.ninep.datakit import DatakitFS
 from docteur.ninep.listen import DEFAULT_LISTEN, parse_listen
 from docteur.ninep.tree import TreeFS
@@ -88,6 +89,31 @@ def test_classic_dialects_read_the_same_tree(tree_served: Served, sample: Sample
         )
         assert c.read("big.bin") == sample.tree[b"big.bin"][1]
         assert c.stat("docs/up").extension == (b"../README.md" if version == "9P2000.u" else b"")
+
+
+def test_open_files_share_one_copy_within_the_budget(sample: Sample, serve: Serve) -> None:
+    big = sample.tree[b"big.bin"][1]
+    contents = Contents(budget=len(big) + 100)  # room for big.bin and README.md only
+    with (
+        docteur.open(sample.image) as img,
+        serve(TreeFS(img, contents=contents)) as s,
+        s.client(msize=1 << 20) as a,
+        s.client() as b,
+    ):
+        fids = [c.walk("big.bin")[0] for c in (a, b)]
+        for c, fid in zip((a, b), fids, strict=True):
+            c.open(fid)
+        assert contents.held == len(big)  # two fids, one copy
+        # Past the budget, a file still reads right: each read fetches it again.
+        other, _ = a.walk("docs/guide/intro.txt")
+        a.open(other)
+        assert contents.held == len(big)
+        assert a.rpc(MsgType.TREAD, fid=other, offset=6, count=12).text("data") == b"intro\nintro\n"
+        assert b"".join(a.chunks(fids[0])) == big
+        for c, fid in zip((a, b), fids, strict=True):
+            c.clunk(fid)
+        assert contents.held == 0  # the last clunk let it go
+        assert a.read("README.md") == b"# sample\n"
 
 
 def test_qids_survive_restarts_and_tell_paths_apart(sample: Sample, serve: Serve) -> None:
@@ -263,6 +289,31 @@ def test_command_serves_one_session_on_stdio(sample: Sample, kind: str) -> None:
             else:
                 channel.close()  # end of file: the session, and the server, end
             assert proc.wait(10) == 0
+
+
+def test_deadlines_are_options_and_spare_the_stdio_session(sample: Sample, tmp_path: Path) -> None:
+    sock = tmp_path / "d.sock"
+    quick = ("--version-timeout", "0.3", "--idle-timeout", "0.3", "--frame-timeout", "0.3")
+    with command(sample.image, "--listen", f"unix:{sock}", *quick) as proc:
+        _wait_for(sock, proc)
+        silent = Client(str(sock), timeout=10)
+        assert silent.closed_by_server()
+        proc.terminate()
+        assert proc.wait(10) == 0
+        assert b"closed: no Tversion in 0.3 s" in proc.stderr.read()  # type: ignore[union-attr]
+    # stdio: one session that nobody else waits for (a guest's server may wait long for its host).
+    channel, theirs = socket.socketpair()
+    with command(
+        sample.image, "--listen", "stdio", *quick, stdin=theirs.fileno(), stdout=theirs.fileno()
+    ) as proc:
+        theirs.close()
+        time.sleep(1)  # past the Tversion deadline
+        with Client(channel) as c:
+            c.version()
+            time.sleep(1)  # past the idle deadline, holding no fid
+            c.attach()
+            assert c.read(b"caf\xe9.txt") == b"not UTF-8\n"
+        assert proc.wait(10) == 0
 
 
 def _await_raw_mode(fd: int, proc: subprocess.Popen[bytes]) -> None:
