@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -16,6 +14,7 @@ from docteur.errors import CorruptImageError, DocteurError, SourceError
 from docteur.image.writer import write_image
 from docteur.pack.engine import build_pack
 from docteur.progress import Progress
+from docteur.scratch import remove_abandoned, tagged
 from docteur.sections.build import SectionData
 from docteur.source import Snapshot, spec
 from docteur.source.refs import RefSelection
@@ -102,29 +101,6 @@ def _sections(pack: Path, idx: bytes, snapshot: Snapshot, index: bool) -> list[S
 SCRATCH_PREFIX = "docteur-make-"
 
 
-def _remove_abandoned_scratch() -> None:
-    """Remove scratch directories of makes that were killed (SIGKILL skips every cleanup).
-
-    A scratch directory is named after its make's pid: one whose process is gone is removed. A pid
-    reused by another process keeps its directory, which is the safe side.
-    """
-    root = Path(tempfile.gettempdir())
-    for leftover in root.glob(f"{SCRATCH_PREFIX}*-*"):
-        pid = leftover.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and leftover.is_dir() and not _alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
 def make(
     source: str,
     output: str | Path,
@@ -150,8 +126,9 @@ def make(
     when = date if date is not None else datetime.now().astimezone()
     output = Path(output)
     progress = Progress(not quiet)
-    _remove_abandoned_scratch()
-    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
+    # A SIGKILLed make leaves its scratch directory: the next one removes it.
+    remove_abandoned(Path(tempfile.gettempdir()), SCRATCH_PREFIX)
+    with tempfile.TemporaryDirectory(prefix=tagged(SCRATCH_PREFIX)) as scratch:
         workdir = Path(scratch)
         snapshot = _snapshot(source, selection, history, when, workdir, progress, warn)
         pack, idx = build_pack(snapshot, workdir, progress.enabled, warn)

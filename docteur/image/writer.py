@@ -14,6 +14,7 @@ from typing import BinaryIO
 from docteur.blocksize import align
 from docteur.bytesource import ByteSource, chunks
 from docteur.image.format import PACK_OFFSET, encode_header
+from docteur.scratch import remove_abandoned, tagged
 from docteur.sections.build import SectionData
 from docteur.sections.table import Section, encode_table, place
 
@@ -110,8 +111,10 @@ def write_image(
         raise IsADirectoryError(21, "Is a directory", str(output))
     if output.exists() and not output.is_file():
         raise OSError(22, "not a regular file or a block device", str(output))
+    prefix = f".{output.name}."
+    remove_abandoned(output.parent, prefix)  # what a SIGKILLed writer of this target left
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+        fd, tmp = tempfile.mkstemp(prefix=tagged(prefix), suffix=".tmp", dir=output.parent)
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(output)) from None
     try:

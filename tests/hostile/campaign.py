@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import forge, forge_index
 from .corpus import Base
-from .mutations import FAMILIES, RESEALED, Layout, git_accepts, mutate
+from .mutations import FAMILIES, RESEALED, Layout, git_accepts, mutate, renamed_refs_only
 from .runner import Job, Outcome, run_jobs
 
 
@@ -43,7 +43,11 @@ def image_jobs(base: Base, cases: Iterable[tuple[str, bytes]], scratch: Path, ni
         image = scratch / f"case-{n}.img"
         image.write_bytes(data)
         resealed = name.split()[2].rstrip(":") in RESEALED
-        ok = data in (original, plain) or (resealed and git_accepts(data, layout, scratch))
+        ok = (
+            data in (original, plain)
+            or (resealed and git_accepts(data, layout, scratch))
+            or renamed_refs_only(data, original, layout)
+        )
         yield Job(name, str(image), str(valid if ok else corrupt), ninep)
 
 

@@ -131,7 +131,8 @@ def build_base(workdir: Path) -> Base:
     """Make the honest image under `workdir` and check it is what the harness needs (deltas, a clean read)."""
     repo = make_repo(workdir / "repo.git", FILES, commits=COMMITS)
     image = workdir / "base.img"
-    make(str(repo.path), image, history=True, quiet=True, date=parse_date(DATE))
+    # Named refs: the extension holds a refs section too, which mutations reach like the others.
+    make(str(repo.path), image, branch=["main"], history=True, quiet=True, date=parse_date(DATE))
     expected = Expected(git_tree(repo.path, repo.head))
     data = InMemory(image.read_bytes())
     placement, index = locate(data)

@@ -22,10 +22,12 @@ from pathlib import Path
 from gitservers import GIT_ISOLATION
 
 from docteur.bytesource.memory import InMemory
+from docteur.errors import CorruptImageError
 from docteur.git.objects import OFS_DELTA
 from docteur.idx.reader import LARGE_OFFSET_FLAG, PackIndex
 from docteur.idx.writer import encode_index
 from docteur.image.format import PACK_OFFSET, locate
+from docteur.sections import REFS, refs
 from docteur.sections.table import ENTRY, HEAD, SectionTable, encode_table, locate_table
 
 from .forge import ofs_distance
@@ -268,6 +270,25 @@ def resealed_section(image: bytearray, layout: Layout, rng: random.Random) -> st
     ]
     image[table.offset : table.offset + table.length] = encode_table(table.block_size, sealed)
     return f"resealed flip in the {section.name} section at " + ",".join(map(str, spots))
+
+
+def renamed_refs_only(image: bytes, original: bytes, layout: Layout) -> bool:
+    """Whether `image` differs from `original` only in its refs section's names (and the table's
+    checksums), re-sealed: a valid image, as ref names are what the image says and nothing vouches
+    for them."""
+    table = layout.table
+    found = table.find(REFS) if table is not None else None
+    if table is None or found is None or len(image) != len(original):
+        return False
+    same = [(0, table.offset), (table.offset + table.length, found.offset), (found.end, len(image))]
+    if any(image[a:b] != original[a:b] for a, b in same):
+        return False
+    try:
+        new, old = (refs.decode(data[found.offset : found.end]) for data in (image, original))
+        sealed = locate_table(InMemory(image), layout.idx_end)
+    except CorruptImageError:
+        return False
+    return sealed is not None and [c for _, c in new] == [c for _, c in old]
 
 
 def git_accepts(image: bytes, layout: Layout, scratch: Path) -> bool:
