@@ -195,6 +195,32 @@ class PackReader:
             raise CorruptImageError("object inflates to less than its declared size")
         return out[0] if len(out) == 1 else b"".join(out)
 
+    def plain_blob(self, offset: int, length: int, size: int) -> bytes | None:
+        """The content of the entry at [offset, offset + length) when it is a whole blob of `size`
+        bytes (read_all's fast path: one read, one inflate, no cache); None for anything else (a delta,
+        another size or type, damage), which the caller reads the general way, which says what is wrong."""
+        if not 12 <= offset < self.end or not 0 < length <= _ONE_SHOT or length > self.end - offset:
+            return None
+        raw = self.source.read(self.at + offset, length)
+        byte = raw[0]
+        if byte >> 4 & 7 != BLOB:
+            return None
+        declared, shift, pos = byte & 0x0F, 4, 1
+        while byte & 0x80:
+            if pos >= length or shift > 60:
+                return None
+            byte = raw[pos]
+            declared |= (byte & 0x7F) << shift
+            shift += 7
+            pos += 1
+        if declared != size:
+            return None
+        try:
+            data = zlib.decompress(raw[pos:], bufsize=size + 258)
+        except zlib.error:
+            return None
+        return data if len(data) == size else None
+
     def _stop(self, offset: int) -> int | None:
         return None if self.entry_end is None else self.entry_end(offset)
 
