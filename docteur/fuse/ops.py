@@ -25,6 +25,7 @@ ROOT_INO = 1
 RECENT_FILES = 4
 RECENT_DIRECTORIES = 16
 STATFS_BLOCK = 4096
+FUSE_CAP_READDIRPLUS, FUSE_CAP_READDIRPLUS_AUTO = 1 << 13, 1 << 14  # libfuse3's fuse_common.h
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -145,6 +146,12 @@ class ImageOperations(Operations):  # type: ignore[misc]
         """Names only: defining it makes mfusepy register directory reads, which the mount serves from
         listing() (see mount.py)."""
         return [name.decode("utf-8", "surrogateescape") for name, _ in self.listing(path)]
+
+    def init_with_config(self, conn_info: Any, config_3: Any) -> None:
+        # The kernel's "auto" readdirplus asks for attributes with a directory's first page only, then
+        # looks every later entry up, one round trip each: ask for them with every page instead.
+        if conn_info is not None and conn_info.capable & FUSE_CAP_READDIRPLUS:
+            conn_info.want = (conn_info.want | FUSE_CAP_READDIRPLUS) & ~FUSE_CAP_READDIRPLUS_AUTO
 
     def open(self, path: str, flags: int) -> int:
         # ENOSYS tells the kernel it need not open files at all: no open/release round trips, and its page
