@@ -167,7 +167,7 @@ class PathIndex:
             raise CorruptImageError("path index: record payload lengths do not add up")
         if object_id(TREE, data) != tree:
             raise CorruptImageError(f"path index: the record of tree {tree.hex()} holds another tree")
-        rows, _, keys = tree_rows(data, tree)
+        rows, names, keys = tree_rows(data, tree)
         if len(rows) != n:
             raise CorruptImageError(f"path index: the record of tree {tree.hex()} has {n} entries")
         columns_at = PAYLOAD_HEAD.size + tree_length
@@ -176,7 +176,8 @@ class PathIndex:
             struct.unpack_from(f"<{n}Q", payload, columns_at + 8 * n),
             struct.unpack_from(f"<{n}I", payload, columns_at + 16 * n),
         )
-        dirs = [i for i, row in enumerate(rows) if row[0] == _DIR_TEXT]
+        # tree_rows gives the names themselves as keys when no entry is a directory.
+        dirs = [] if keys is names else [i for i, row in enumerate(rows) if row[0] == _DIR_TEXT]
         if len(dirs) != subdirs:
             raise CorruptImageError(f"path index: the record of tree {tree.hex()} has {subdirs} pointers")
         children = dict(zip(dirs, POINTER.iter_unpack(raw[RECORD_HEAD.size : pointers_end]), strict=True))
