@@ -19,3 +19,7 @@ class RemoteError(DocteurError):
 
 class ImageChangedError(RemoteError):
     """A remote image was replaced while it was being read: none of its new bytes were used."""
+
+
+class UpdateError(DocteurError):
+    """An update file is damaged, forged, or does not apply to the image it is given."""

@@ -20,6 +20,18 @@ def entry_header(kind: int, size: int) -> bytes:
     return bytes(out)
 
 
+def ofs_distance(distance: int) -> bytes:
+    """An OFS_DELTA's distance back to its base, as git writes it (big-endian base 128, each
+    continued byte one less, so that every distance has exactly one spelling)."""
+    out = bytearray([distance & 0x7F])
+    distance >>= 7
+    while distance:
+        distance -= 1
+        out.append(0x80 | (distance & 0x7F))
+        distance >>= 7
+    return bytes(reversed(out))
+
+
 class PackWriter:
     """Append objects to `out` (a seekable file opened for reading and writing), then `finish()`.
 
