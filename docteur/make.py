@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from docteur.blocksize import DEFAULT_BLOCK_SIZE, check_block_size
 from docteur.errors import CorruptImageError, DocteurError, SourceError
@@ -18,6 +20,9 @@ from docteur.scratch import remove_abandoned, tagged
 from docteur.sections.build import SectionData
 from docteur.source import Snapshot, spec
 from docteur.source.refs import RefSelection
+
+if TYPE_CHECKING:
+    from docteur.update.base import Base
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ def _snapshot(
     workdir: Path,
     progress: Progress,
     warn: Callable[[str], None],
+    known: Callable[[bytes], bool] | None = None,
 ) -> Snapshot:
     from docteur.source import repository
 
@@ -69,7 +75,7 @@ def _snapshot(
         raise SourceError(f"{selection} given, but {where.location} is a directory, not a repository")
     from docteur.source import directory
 
-    return directory.stage(where.location, when, workdir, progress, warn)
+    return directory.stage(where.location, when, workdir, progress, warn, known)
 
 
 def _sections(pack: Path, idx: bytes, snapshot: Snapshot, index: bool) -> list[SectionData]:
@@ -101,6 +107,14 @@ def _sections(pack: Path, idx: bytes, snapshot: Snapshot, index: bool) -> list[S
 SCRATCH_PREFIX = "docteur-make-"
 
 
+def _based_on(base: str | Path | None) -> contextlib.AbstractContextManager[Base | None]:
+    if base is None:
+        return contextlib.nullcontext()
+    from docteur.update.base import Base
+
+    return Base(base)
+
+
 def make(
     source: str,
     output: str | Path,
@@ -114,10 +128,13 @@ def make(
     index: bool = True,
     quiet: bool = False,
     warn: Callable[[str], None] = _warn,
+    base: str | Path | None = None,
 ) -> Made:
     """Make the image of `source` at `output`: of the refs `branch` names (one, or several: the header's
     commit is the first's), plus every branch or tag when asked, else of HEAD; without `index`, only what
-    OCaml docteur writes (no extension after the IDX, so a single ref)."""
+    OCaml docteur writes (no extension after the IDX, so a single ref). With `base`, an image, objects it
+    holds keep its representation and its order (docteur.update.base), so that the update from `base` to
+    the result stays small."""
     check_block_size(block_size)
     names = (branch,) if isinstance(branch, str) else tuple(branch or ())
     selection = RefSelection(names, all_branches, tags)
@@ -128,9 +145,12 @@ def make(
     progress = Progress(not quiet)
     # A SIGKILLed make leaves its scratch directory: the next one removes it.
     remove_abandoned(Path(tempfile.gettempdir()), SCRATCH_PREFIX)
-    with tempfile.TemporaryDirectory(prefix=tagged(SCRATCH_PREFIX)) as scratch:
+    with tempfile.TemporaryDirectory(prefix=tagged(SCRATCH_PREFIX)) as scratch, _based_on(base) as based:
         workdir = Path(scratch)
-        snapshot = _snapshot(source, selection, history, when, workdir, progress, warn)
+        known = based.known if based is not None else None
+        snapshot = _snapshot(source, selection, history, when, workdir, progress, warn, known)
+        if based is not None:
+            snapshot = based.adopt(snapshot, workdir)
         pack, idx = build_pack(snapshot, workdir, progress.enabled, warn)
         commit = bytes.fromhex(snapshot.commit.decode())
         sections = _sections(pack, idx, snapshot, index)

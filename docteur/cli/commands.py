@@ -42,6 +42,7 @@ def make(
     history: bool = False,
     index: bool = True,
     quiet: bool = False,
+    base: str | None = None,
 ) -> None:
     with one_line_errors("docteur-make"):
         import signal
@@ -65,6 +66,7 @@ def make(
             history=history,
             index=index,
             quiet=quiet,
+            base=base,
         )
 
 
@@ -199,7 +201,11 @@ def extract(image: str, target: str, path: str = "", *, remote: Remote | None = 
 
 def info(image: str, *, as_json: bool = False, remote: Remote | None = None) -> None:
     import docteur
+    from docteur.cli import update
     from docteur.cli.info import describe, summarize
+
+    if update.is_update(image):
+        return update.info(image, as_json=as_json)
 
     with one_line_errors("docteur-info", image), docteur.open(image, **(remote or {})) as img:
         summary = summarize(img)

@@ -114,6 +114,15 @@ def make(
         ),
     ] = True,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            metavar="OLD",
+            help="An image to make against: objects it holds keep its representation and order, so that "
+            "docteur delta OLD IMAGE stays small.",
+        ),
+    ] = None,
 ) -> None:
     """Pack a Git repository or a directory into a docteur image.
 
@@ -126,6 +135,8 @@ def make(
       docteur-make file:///srv/repo.git --history disk.img
 
       docteur-make . disk.img -b main -b feature --tags
+
+      docteur-make ./site site-2.img --base site-1.img
     """
     commands.make(
         source,
@@ -138,6 +149,7 @@ def make(
         history=history,
         index=index,
         quiet=quiet,
+        base=base,
     )
 
 
@@ -231,9 +243,10 @@ def info(
 ) -> None:
     """Summarise an image: commit, history depth, objects, tree, sizes, compression ratio, block size.
 
-    Cheap on large images (only trees are read); docteur verify checks every byte.
+    Cheap on large images (only trees are read); docteur verify checks every byte. Given an update
+    (docteur delta), its two commits, sizes, and how much of NEW is copied, shipped and rebuilt.
 
-    Example: docteur info disk.img
+    Example: docteur info disk.img    docteur info 1-to-2.update
     """
     commands.info(image, as_json=as_json, remote=cache_options(cache_dir, no_cache))
 
@@ -309,6 +322,49 @@ def reindex(
     commands.reindex(image, output, block_size=block_size)
 
 
+def delta(
+    old: Annotated[str, typer.Argument(metavar="OLD", help="The image the receiver has.")],
+    new: Annotated[str, typer.Argument(metavar="NEW", help="The image it should get.")],
+    output: Annotated[
+        str, typer.Option("-o", "--output", metavar="UPDATE", help="The update to write (atomically).")
+    ],
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary on stderr.")] = False,
+) -> None:
+    """Write the update that turns image OLD into image NEW: what NEW has and OLD lacks.
+
+    The update is applied once here before it is written: it rebuilds NEW bit for bit.
+
+    Example: docteur delta disk-1.img disk-2.img -o 1-to-2.update
+    """
+    from docteur.cli import update
+
+    update.delta(old, new, output, quiet=quiet)
+
+
+def patch(
+    old: Annotated[
+        str, typer.Argument(metavar="OLD", help="The image the update applies to (file or device).")
+    ],
+    update_file: Annotated[str, typer.Argument(metavar="UPDATE", help="An update from docteur delta.")],
+    output: Annotated[
+        str,
+        typer.Option(
+            "-o", "--output", metavar="NEW", help="Where to write NEW (replaced atomically; may be OLD)."
+        ),
+    ],
+) -> None:
+    """Rebuild image NEW, bit for bit, from OLD and an update.
+
+    OLD is checked before anything is written and only read; NEW is renamed into place once it hashes
+    to what the update names. Wrong base, damaged update or full disk: one line, exit 1, nothing written.
+
+    Example: docteur patch disk-1.img 1-to-2.update -o disk-2.img
+    """
+    from docteur.cli import update
+
+    update.patch(old, update_file, output)
+
+
 def mount(
     image: ImageArg,
     mountpoint: Annotated[str, typer.Argument(metavar="MOUNTPOINT", help="An existing directory.")],
@@ -347,7 +403,7 @@ def serve(
 
 
 _HELP_IS_LONG_ONLY = {"help_option_names": ["--help"]}  # ls keeps -h for human sizes, as GNU ls does
-for command in (make, verify, ls, cat, stat, info, extract, diff, log, reindex, mount):
+for command in (make, verify, ls, cat, stat, info, extract, diff, log, reindex, delta, patch, mount):
     app.command(epilog=EXIT_CODES, context_settings=_HELP_IS_LONG_ONLY if command is ls else None)(command)
 app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False

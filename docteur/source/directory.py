@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,17 +92,25 @@ def _read(path: bytes, size: int) -> bytes:
 
 
 class _Stager:
-    def __init__(self, writer: PackWriter, progress: Progress, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        writer: PackWriter,
+        progress: Progress,
+        warn: Callable[[str], None],
+        known: Callable[[bytes], bool] | None,
+    ) -> None:
         self.writer = writer
         self.progress = progress
         self.warn = warn
+        self.known = known
         self.hints: dict[bytes, bytes] = {}
         self.order: list[bytes] = []
 
     def add(self, kind: int, data: bytes, hint: bytes) -> bytes:
         oid = object_id(kind, data)
-        if oid not in self.writer:
-            self.writer.add(oid, kind, data)
+        if oid not in self.hints:
+            if self.known is None or not self.known(oid):
+                self.writer.add(oid, kind, data)
             self.order.append(oid)
             self.hints[oid] = hint
             self.progress.advance()
@@ -146,8 +155,16 @@ class _Stager:
 
 
 def stage(
-    directory: str, when: datetime, workdir: Path, progress: Progress, warn: Callable[[str], None]
+    directory: str,
+    when: datetime,
+    workdir: Path,
+    progress: Progress,
+    warn: Callable[[str], None],
+    known: Callable[[bytes], bool] | None = None,
 ) -> Snapshot:
+    """The snapshot of `directory`. With `known` (make --base), objects it knows are not staged (the
+    base image's PACK holds them) and the others are deflated as git would, for git to reuse as they are.
+    """
     if not os.path.isdir(directory):
         raise SourceError(f"source is not a directory or a repository: {directory}")
     repo = Repo.init_bare(str(workdir / "staging.git"), mkdir=True)
@@ -155,8 +172,8 @@ def stage(
     staging = pack_dir / "staging.pack"
     progress.start("reading files")
     with staging.open("w+b") as out:
-        writer = PackWriter(out, level=0)
-        stager = _Stager(writer, progress, warn)
+        writer = PackWriter(out, level=0 if known is None else zlib.Z_DEFAULT_COMPRESSION)
+        stager = _Stager(writer, progress, warn, known)
         tree = stager.tree(os.fsencode(directory))
         commit = stager.add(COMMIT, encode_commit(tree, when), b"")
         checksum = writer.finish()
