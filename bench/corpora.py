@@ -184,7 +184,19 @@ GENERATORS: dict[str, Callable[[Path], None]] = {
     "tiny": _tiny,
     "wide": _wide,
 }
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora"
+
+
+def _shared_corpora() -> Path:
+    """../shared/corpora beside the checkout: the nearest ancestor holding one (a worktree under
+    /work/wt/ shares the one beside /work/main)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "shared" / "corpora").is_dir():
+            return parent / "shared" / "corpora"
+    return here.parent.parent.parent / "shared" / "corpora"
+
+
+SHARED = _shared_corpora()
 
 
 def count_files(root: Path) -> int:

@@ -143,7 +143,6 @@ class _Rebuild:
         self.pack_sha = hashlib.sha1()
         self.pending: tuple[int, int] | None = None  # OLD PACK bytes to copy as they are: (start, end)
         self.next_copy = 0
-        self.copied = 0
 
     # -- the PACK -----------------------------------------------------------------------------------------
 
@@ -166,11 +165,14 @@ class _Rebuild:
         if self.pack_pos + n > self.h.pack_length - 20:
             raise UpdateError("the update's entries run past the PACK length it declares")
 
-    def _record(self, oid: bytes, offset: int, crc: int) -> None:
+    def _record(self, oid: bytes, offset: int, crc: int, k: int | None = None) -> None:
+        """NEW's entry at `offset`: its IDX row, and where the object of OLD's entry `k` (looked up
+        when not given) now lies, for the OFS distances of the copies that follow."""
         if len(self.rows) >= self.h.objects:
             raise UpdateError("the update holds more entries than it declares")
         self.rows.append((oid, offset, crc))
-        k = self.old.ordinal_of(oid)
+        if k is None:
+            k = self.old.ordinal_of(oid)
         if k >= 0 and self.new_offset_of[k] < 0:
             self.new_offset_of[k] = offset
 
@@ -209,8 +211,7 @@ class _Rebuild:
                     self._flush()
                     self.pending = (offset, end)
                 self.pack_pos += end - offset
-            self._record(old.oid(k), at, crc)
-            self.copied += 1
+            self._record(old.oid(k), at, crc, k)
 
     def _entry_header(self) -> tuple[bytes, int, int, bytes | None]:
         header = self.body.read(self.body.varint(ENTRY_HEADER_MAX))

@@ -18,34 +18,36 @@ def _dictionary(base: bytes) -> zstd.ZstdCompressionDict:
     return zstd.ZstdCompressionDict(base, dict_type=zstd.backend.DICT_TYPE_RAWCONTENT)
 
 
-def encode(base: bytes, target: bytes) -> bytes:
-    """A zstd frame of `target` with `base` as its dictionary: small when they share long runs.
-
-    The window covers the base and the target (a match may reach anywhere in the dictionary) up to
-    MAX_WINDOW; the search tables are capped so that large objects stay within the memory goal.
-    """
-    params = zstd.backend.ZstdCompressionParameters.from_level(
-        19, source_size=len(target), dict_size=len(base)
-    )
-    window = max(10, min((len(base) + len(target)).bit_length(), MAX_WINDOW.bit_length() - 1))
+def _compressor(size: int, base: bytes = b"") -> zstd.ZstdCompressor:
+    """Level 19 for `size` bytes (against `base`): the window covers the base and the target (a match
+    may reach anywhere in the dictionary) up to MAX_WINDOW, and the search tables are capped at 2^19
+    entries so that large objects stay within the memory goal (level 19's own take ~90 MiB)."""
+    params = zstd.backend.ZstdCompressionParameters.from_level(19, source_size=size, dict_size=len(base))
+    window = max(10, min((len(base) + size).bit_length(), MAX_WINDOW.bit_length() - 1))
     params = zstd.backend.ZstdCompressionParameters.from_level(
         19,
-        source_size=len(target),
+        source_size=size,
         dict_size=len(base),
-        window_log=max(params.window_log, window),
-        chain_log=min(params.chain_log, 20),
-        hash_log=min(params.hash_log, 20),
+        window_log=max(params.window_log, window) if base else params.window_log,
+        chain_log=min(params.chain_log, 19),
+        hash_log=min(params.hash_log, 19),
         write_checksum=0,
         write_content_size=1,
         write_dict_id=0,
     )
-    compressor = zstd.ZstdCompressor(dict_data=_dictionary(base), compression_params=params)
-    return compressor.compress(target)
+    if not base:
+        return zstd.ZstdCompressor(compression_params=params)
+    return zstd.ZstdCompressor(dict_data=_dictionary(base), compression_params=params)
+
+
+def encode(base: bytes, target: bytes) -> bytes:
+    """A zstd frame of `target` with `base` as its dictionary: small when they share long runs."""
+    return _compressor(len(target), base).compress(target)
 
 
 def literal_cost(data: bytes) -> int:
     """About what `data` adds to the body's zstd stream on its own."""
-    return len(zstd.ZstdCompressor(level=19, write_content_size=False).compress(data))
+    return len(_compressor(len(data)).compress(data))
 
 
 def decode(base: bytes, frame: bytes, size: int) -> bytes:

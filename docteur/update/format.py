@@ -306,6 +306,6 @@ def compressor() -> zstd.ZstdCompressor:
     """The body's compressor: level 19 with tables sized so that delta stays within its memory goal
     (level 19's own would take ~90 MiB), and a window that a patch may decompress (MAX_WINDOW)."""
     params = zstd.backend.ZstdCompressionParameters.from_level(
-        19, window_log=22, chain_log=21, hash_log=20, search_log=6, write_checksum=0, write_content_size=0
+        19, window_log=21, chain_log=20, hash_log=19, search_log=6, write_checksum=0, write_content_size=0
     )
     return zstd.ZstdCompressor(compression_params=params)
