@@ -1,7 +1,8 @@
 """python -m fuzz: every hostile-input campaign at full size; exit status 1 if any found a problem.
 
-python -m fuzz [--seed N] [--mutations 10000] [--jobs 2] [--frames 10000] [--connections 3000]
-               [--ninep-cases 10000] [--atheris-seconds 60] [--only images|ninep|atheris]
+python -m fuzz [--seed N] [--mutations 10000] [--updates 10000] [--jobs 2] [--frames 10000]
+               [--connections 3000] [--ninep-cases 10000] [--atheris-seconds 60]
+               [--only images|updates|ninep|atheris]
 python -m fuzz --case NUMBER [--seed N]    # judge one mutation here and print every violation
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))  # the harness lives in tests/hostile
 
-from fuzz import atheris_runs, images, ninep_frames, ninep_storm  # noqa: E402
+from fuzz import atheris_runs, images, ninep_frames, ninep_storm, updates  # noqa: E402
 
 DEFAULT_SEED = 20261121
 
@@ -24,12 +25,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--mutations", type=int, default=10_000)
+    parser.add_argument("--updates", type=int, default=10_000, help="mutated update files")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes judging images")
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=3_000)
     parser.add_argument("--ninep-cases", type=int, default=10_000, help="malformed 9P frames, each judged")
     parser.add_argument("--atheris-seconds", type=int, default=60)
-    parser.add_argument("--only", choices=["images", "ninep", "atheris"])
+    parser.add_argument("--only", choices=["images", "updates", "ninep", "atheris"])
     parser.add_argument("--case", type=int, help="reproduce one mutation of --seed")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="docteur-fuzz-") as scratch:
@@ -39,6 +41,8 @@ def main(argv: list[str]) -> int:
         results = []
         if args.only in (None, "images"):
             results.append(images.run(work / "images", seed=args.seed, count=args.mutations, jobs=args.jobs))
+        if args.only in (None, "updates"):
+            results.append(updates.run(work / "updates", seed=args.seed, count=args.updates, jobs_=args.jobs))
         if args.only in (None, "ninep"):
             (work / "ninep").mkdir()
             results.append(

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, DATE, run_cli
+from hostile.update_cases import with_section
 from trees import FILE, write_tree
 
 import docteur
 from bench.corpora import SHARED
 from docteur.errors import UpdateError
-from docteur.image.writer import write_image
 from docteur.make import make, parse_date
-from docteur.sections.build import SectionData
 from docteur.update.apply import check_update
 from docteur.update.parts import ImageParts
 from docteur.verify import verify
@@ -378,31 +377,11 @@ def test_make_with_a_base_from_a_repository(real: dict[str, dict[int, Path]], tm
     assert done.returncode == 1 and b"missing.img" in done.stderr and len(done.stderr.splitlines()) == 1
 
 
-def _with_section(image: Path, out: Path, kind: int, data: bytes) -> None:
-    """`image` with one more section of `kind` (unknown to the reader, not required)."""
-    with ImageParts(image) as parts:
-        assert parts.table is not None
-        p = parts.placement
-        sections = [
-            SectionData(s.kind, s.flags, bytes(parts.source.read(s.offset, s.length)))
-            for s in parts.table.sections
-        ]
-        idx = bytes(parts.source.read(p.idx_offset, p.idx_length))
-        write_image(
-            out,
-            p.commit,
-            (parts.source, 28, p.pack_length),
-            idx,
-            parts.table.block_size,
-            [*sections, SectionData(kind, 0, data)],
-        )
-
-
 def test_a_section_the_pack_cannot_give_is_carried(real: dict[str, dict[int, Path]], tmp_path: Path) -> None:
     blocks = [bytes([i]) * (64 << 10) for i in range(1, 6)]
     old, new = tmp_path / "old.img", tmp_path / "new.img"
-    _with_section(real["ohmyzsh"][1], old, 200, b"".join(blocks))
-    _with_section(real["ohmyzsh"][0], new, 200, b"".join([*blocks[:2], os.urandom(1000), *blocks[3:]]))
+    with_section(real["ohmyzsh"][1], old, 200, b"".join(blocks))
+    with_section(real["ohmyzsh"][0], new, 200, b"".join([*blocks[:2], os.urandom(1000), *blocks[3:]]))
     made = docteur.delta(old, new, tmp_path / "u")
     plain = docteur.delta(real["ohmyzsh"][1], real["ohmyzsh"][0], tmp_path / "plain")
     assert made.size < plain.size + 1000 + 200  # four blocks copied, the 1000 new bytes shipped

@@ -20,9 +20,9 @@ Operations, in NEW's order (integers as unsigned LEB128 varints; a signed one zi
       REDELTA 5   the same, the dictionary being that OLD entry's inflated data (a delta's instructions)
     IDX: 0 recomputed, or 1 and its bytes
     sections: 0 (no section table), or 1, a count, then for each section: kind, flags, and
-      0 recomputed from NEW's PACK, or
-      1 carried: its length, its SHA-256 [32], then SCOPY 1 (offset in OLD's section of the same kind,
-        length), SLIT 2 (length, bytes), until SEND 0
+      0 recomputed from NEW's PACK, or 1 carried (its length, its SHA-256 [32]);
+      then, for each carried section in order: SCOPY 1 (offset in OLD's section of the same kind,
+      length), SLIT 2 (length, bytes), until SEND 0
 
 [id], the object's id [20], is there only for an OFS_DELTA or REF_DELTA entry: a whole object's id is
 the hash of what the receiver rebuilds. Whatever can be recomputed is (the IDX, the PACK's header and

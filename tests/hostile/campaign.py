@@ -92,9 +92,9 @@ class Summary:
             Path(outcome.job.image).unlink(missing_ok=True)
 
     def report(self) -> str:
-        families = ", ".join(
-            f"{name} {self.by_family[name]}" for name in [*FAMILIES, "forged"] if self.by_family[name]
-        )
+        known = [*FAMILIES, "forged"]
+        names = known + sorted(set(self.by_family) - set(known))  # and the update campaign's families
+        families = ", ".join(f"{name} {self.by_family[name]}" for name in names if self.by_family[name])
         lines = [
             f"{self.cases} cases ({families})",
             f"docteur-verify rejected {self.rejected_by_verify} images, accepted {self.accepted_by_verify}",

@@ -17,6 +17,10 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .oracle import Verdict
 
 TESTS = Path(__file__).resolve().parent.parent
 MEMORY_LIMIT = 3 << 30  # address space of a worker: a runaway allocation fails instead of swapping
@@ -26,8 +30,9 @@ MEMORY_LIMIT = 3 << 30  # address space of a worker: a runaway allocation fails 
 class Job:
     name: str  # enough to reproduce the case
     image: str
-    expected: str  # an Expected, as JSON
+    expected: str  # an Expected, as JSON (for an update case, what update_probe expects)
     ninep: bool = True
+    kind: str = "image"  # or "update": `image` is then an update file, judged by update_probe
 
 
 @dataclass
@@ -126,11 +131,21 @@ def _serve(scratch: Path) -> None:
     from .corpus import Expected
     from .ninep_probe import probe_9p
     from .oracle import Verdict, probe
+    from .update_probe import judge
 
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     expectations: dict[str, Expected] = {}
     for line in sys.stdin:
         job = Job(**json.loads(line))
+        if job.kind == "update":
+            start = time.monotonic()
+            try:
+                verdict = judge(Path(job.image), Path(job.expected), scratch)
+            except Exception as e:
+                verdict = Verdict()
+                verdict.bad(f"harness: {type(e).__name__}: {e}")
+            _answer(verdict, start)
+            continue
         expected = expectations.get(job.expected)
         if expected is None:
             expected = expectations[job.expected] = Expected.load(Path(job.expected))
@@ -142,16 +157,20 @@ def _serve(scratch: Path) -> None:
                 probe_9p(Path(job.image), expected, scratch, verdict)
         except Exception as e:  # a probe that breaks is reported like any violation, not a dead worker
             verdict.bad(f"harness: {type(e).__name__}: {e}")
-        result = {
-            "violations": verdict.violations,
-            "rejected": verdict.rejected,
-            "correct": verdict.correct,
-            "verified": verdict.verified,
-            "seconds": time.monotonic() - start,
-            "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        }
-        sys.stdout.write(json.dumps(result) + "\n")
-        sys.stdout.flush()
+        _answer(verdict, start)
+
+
+def _answer(verdict: Verdict, start: float) -> None:
+    result = {
+        "violations": verdict.violations,
+        "rejected": verdict.rejected,
+        "correct": verdict.correct,
+        "verified": verdict.verified,
+        "seconds": time.monotonic() - start,
+        "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
