@@ -171,11 +171,13 @@ def _one_file_changed(corpus: Corpus) -> list[Row]:
     data = changed.read_bytes()
     middle = len(data) // 2
     changed.write_bytes(data[:middle] + b"\nA line added between two makes.\n" + data[middle:])
-    make_cmd: list[str | Path] = [MAKE, "-q", tree, new, "-d", DATE, "--base", old]
-    run(make_cmd)
+    based: list[str | Path] = [MAKE, "-q", tree, new, "-d", DATE, "--base", old]
+    plain: list[str | Path] = [MAKE, "-q", tree, where / "plain.img", "-d", DATE]
+    run(based)
     run([DOCTEUR, "delta", "-q", old, new, "-o", update])
     bound = 2 * len(zlib.compress(changed.read_bytes())) + 4096
     label = f"{corpus.name} directory, {corpus.files} files"
+    makes = interleaved({"based": lambda: run(based), "plain": lambda: run(plain)}, RUNS)
     rows = [
         Row(
             f"update between --base makes, one file changed ({label})",
@@ -185,7 +187,13 @@ def _one_file_changed(corpus: Corpus) -> list[Row]:
             peer_name="2x the file deflated + 4 KiB",
             limit=1.0,
         ),
-        _patch_vs_make(label, old, update, make_cmd, where),
+        _patch_vs_make(label, old, update, plain, where),
+        Row(
+            f"docteur-make --base time vs without ({label})",
+            makes["based"],
+            makes["plain"],
+            peer_name="docteur-make without --base",
+        ),
     ]
     return rows + _rss(f"{corpus.name} directory", old, new, update, where)
 

@@ -417,6 +417,11 @@ def test_cli_and_info(real: dict[str, dict[int, Path]], tmp_path: Path, cli) -> 
     assert info["copied"]["entries"] + info["shipped"]["entries"] == info["new"]["objects"]
     assert cli("docteur", "patch", old, update, "-o", tmp_path / "n.img").returncode == 0
     assert (tmp_path / "n.img").read_bytes() == new.read_bytes()
+    # Other spellings go through typer: the same command, the same one-line usage errors.
+    assert cli("docteur", "patch", "--output", tmp_path / "t.img", old, update).returncode == 0
+    assert (tmp_path / "t.img").read_bytes() == new.read_bytes()
+    usage = cli("docteur", "patch", old, update)
+    assert usage.returncode == 2 and len(usage.stderr.splitlines()) == 1 and b"--output" in usage.stderr
     bad = cli("docteur", "delta", old, tmp_path / "missing.img", "-o", tmp_path / "x")
     assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1 and not (tmp_path / "x").exists()
 

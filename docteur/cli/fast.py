@@ -1,6 +1,8 @@
 """Console scripts that start fast: docteur-cat, docteur-ls and docteur-verify skip typer (~50 ms of imports)
 when their arguments are only plain positionals, and hand anything else (an option, --help, a wrong count,
-shell completion) to the typer app, so usage, help and errors stay exactly the same.
+shell completion) to the typer app, so usage, help and errors stay exactly the same. `docteur patch` and
+`docteur delta` in their usual spelling (`docteur patch OLD UPDATE -o NEW`) skip it too: a device applying
+an update pays for no more than the update.
 """
 
 from __future__ import annotations
@@ -48,4 +50,39 @@ def verify_main() -> None:
 
         return with_typer()
     commands.verify(args[0])
+    return None
+
+
+def _update_command(args: list[str]) -> tuple[str, list[str]] | None:
+    """("patch" or "delta", [the two images or files, the output]) for `CMD A B -o OUT` (or `-o OUT A B`,
+    `--output`, and `-q` for delta), when no completion is under way; None for anything else."""
+    if not args or args[0] not in ("patch", "delta") or "_DOCTEUR_COMPLETE" in os.environ:
+        return None
+    command, rest = args[0], args[1:]
+    if command == "delta" and "-q" in rest:
+        rest = [a for a in rest if a != "-q"]
+    for flag in ("-o", "--output"):
+        if rest.count(flag) == 1 and rest.index(flag) in (0, 2) and len(rest) == 4:
+            at = rest.index(flag)
+            output = rest[at + 1]
+            inputs = rest[:at] + rest[at + 2 :]
+            if not any(a.startswith("-") for a in [*inputs, output]):
+                return command, [*inputs, output]
+    return None
+
+
+def main() -> None:
+    """`docteur`: the typer app, but for the usual spelling of patch and delta."""
+    found = _update_command(sys.argv[1:])
+    if found is None:
+        from docteur.cli.main import main as with_typer
+
+        return with_typer()
+    from docteur.cli import update
+
+    command, (a, b, out) = found
+    if command == "patch":
+        update.patch(a, b, out)
+    else:
+        update.delta(a, b, out, quiet="-q" in sys.argv[2:])
     return None

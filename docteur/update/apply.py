@@ -14,12 +14,10 @@ import errno
 import hashlib
 import os
 import struct
-import tempfile
 import zlib
 from array import array
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
-from typing import BinaryIO
 
 from docteur.bytesource import chunks
 from docteur.bytesource.mapped import MappedFile
@@ -57,14 +55,19 @@ from docteur.update.format import (
 )
 from docteur.update.parts import ImageParts, is_device, same_file, typesize_length
 
+# Not `from typing import TYPE_CHECKING` (nor dataclasses, nor tempfile): patch's start-up on a device counts.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
 _ZEROS = bytes(1 << 16)
 TEMP_INFIX = ".patch-"
 
 
-@dataclass(frozen=True)
-class Patched:
+class Patched(namedtuple("Patched", "image commit size")):
+    __slots__ = ()
     image: str
-    commit: str
+    commit: str  # hex
     size: int
 
 
@@ -435,8 +438,9 @@ def _into_file(h: Header, old: ImageParts, body: BodyReader, out: Path) -> None:
     prefix = f".{out.name}{TEMP_INFIX}"
     remove_abandoned(directory, prefix)
     _free_space_check(directory, h.new_size, out)
+    tmp = str(directory / f"{prefix}{os.getpid()}-{os.urandom(6).hex()}.tmp")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=".tmp", dir=directory)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(out)) from None
     try:

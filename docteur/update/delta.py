@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import tempfile
 import zlib
 from array import array
@@ -26,8 +28,8 @@ from docteur.image.format import PACK_OFFSET
 from docteur.pack.writer import ofs_distance
 from docteur.scratch import remove_abandoned
 from docteur.sections.build import build_sections
+from docteur.sections.table import Section
 from docteur.update import binary, carry
-from docteur.update.apply import patch
 from docteur.update.format import (
     CARRIED,
     DELTA,
@@ -159,6 +161,7 @@ class _Encoder:
             new.end_of(j) - new.offsets[j] for j in range(new.count) if self.copied[j] >= 0
         )
         self.copied_entries = new.count - len(shipped)
+        self._plan_rebuilt()
 
     def header(self) -> Header:
         old, new = self.old, self.new
@@ -260,38 +263,65 @@ class _Encoder:
         _, size, data_at, _ = pack.entry_header(at)
         return None if size > INLINE_MAX else pack.inflate(data_at, size, self.old.end_of(k))
 
-    def _idx(self, out: BodyWriter) -> None:
+    def _plan_rebuilt(self) -> None:
+        """Decide, before the body's compressor holds its memory, what the receiver may recompute: the
+        IDX when it is the one git writes for this PACK, and each section that build_sections gives back
+        byte for byte; the rest is carried."""
         new = self.new
         p = new.placement
         idx = bytes(new.source.read(p.idx_offset, p.idx_length))
         checksum = bytes(new.source.read(PACK_OFFSET + p.pack_length - 20, 20))
-        if encode_index(new.index.entries(), checksum) == idx:
+        self.idx_recomputed = encode_index(new.index.entries(), checksum) == idx
+        del idx
+        self.sections: list[tuple[Section, bool]] = []  # (section, recomputed)
+        if new.table is not None:
+            built = {s.kind: s for s in build_sections(new.pack, [new.commit])}
+            for s in new.table.sections:
+                mine = built.get(s.kind)
+                same = mine is not None and mine.flags == s.flags
+                self.sections.append((s, same and mine.data == new.source.read(s.offset, s.length)))
+
+    def _idx(self, out: BodyWriter) -> None:
+        if self.idx_recomputed:
             out.write(bytes([RECOMPUTED]))
         else:  # not the IDX git writes for this PACK: shipped as it is
-            out.write(bytes([CARRIED]), idx)
+            p = self.new.placement
+            out.write(bytes([CARRIED]), self.new.source.read(p.idx_offset, p.idx_length))
 
     def _sections(self, out: BodyWriter) -> None:
         new, old = self.new, self.old
         if new.table is None:
             out.write(b"\0")
             return
-        sections = new.table.sections
-        built = {s.kind: s for s in build_sections(new.pack, [new.commit])}
-        carried = []
-        out.write(b"\1", varint(len(sections)))
-        for s in sections:
-            mine = built.get(s.kind)
-            same = mine is not None and mine.flags == s.flags
+        out.write(b"\1", varint(len(self.sections)))
+        for s, recomputed in self.sections:
             out.write(varint(s.kind), varint(s.flags))
-            if same and mine.data == new.source.read(s.offset, s.length):
+            if recomputed:
                 out.write(bytes([RECOMPUTED]))
             else:
                 out.write(bytes([CARRIED]), varint(s.length), s.checksum)
-                carried.append(s)
         old_table = old.table
-        for s in carried:
-            old_section = old_table.find(s.kind) if old_table is not None else None
-            carry.encode(out, new.source, s, old.source, old_section)
+        for s, recomputed in self.sections:
+            if not recomputed:
+                old_section = old_table.find(s.kind) if old_table is not None else None
+                carry.encode(out, new.source, s, old.source, old_section)
+
+
+def _check_by_patch(old: str | os.PathLike[str], update: str, out: Path, new: str | os.PathLike[str]) -> None:
+    """Apply the update as a device would, with `docteur patch` in a process of its own: the update is
+    written only if that rebuilds NEW, and delta's peak memory is the larger of the two, not their sum."""
+    import docteur
+
+    root = str(Path(docteur.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-c", "from docteur.cli.fast import main; main()", "patch"]
+    done = subprocess.run(
+        [*command, os.fspath(old), update, "-o", str(out)], capture_output=True, env=env, check=False
+    )
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        why = lines[-1].removeprefix("docteur-patch: error: ") if lines else f"exit {done.returncode}"
+        raise UpdateError(f"the update would not rebuild {os.fspath(new)} bit for bit ({why})")
 
 
 def _umask() -> int:
@@ -335,10 +365,7 @@ def delta(old: str | os.PathLike[str], new: str | os.PathLike[str], out: str | o
                 n.placement.pack_length - 32 - encoder.copied_bytes,
             )
         with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
-            try:
-                patch(old, tmp, Path(scratch) / "new.img")
-            except UpdateError as e:
-                raise UpdateError(f"the update would not rebuild {new} bit for bit ({e})") from None
+            _check_by_patch(old, tmp, Path(scratch) / "new.img", new)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:

@@ -33,13 +33,17 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
-from typing import BinaryIO
+from collections import namedtuple
 
 from docteur import zstd
 from docteur.errors import UpdateError
 from docteur.git.objects import OFS_DELTA, REF_DELTA
+
+# Not `from typing import TYPE_CHECKING`: patch's start-up on a device counts (as the reader's does).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
 
 MAGIC = b"\x89DTUPD\r\n"
 VERSION = 1
@@ -81,29 +85,37 @@ def unzigzag(n: int) -> int:
     return n >> 1 if not n & 1 else -((n + 1) >> 1)
 
 
-@dataclass(frozen=True)
-class Header:
+_FIELDS = (
+    "old_commit old_end old_sha256 new_commit new_end new_sha256 new_size block_size pack_length objects "
+    "idx_offset stored_idx_offset idx_length copied_entries copied_bytes"
+)
+
+
+class Header(namedtuple("Header", _FIELDS)):
+    """The update's header. OLD's and NEW's data ends bound what is hashed: their bytes past it are
+    padding (a device may hold anything there); NEW's size adds its zero padding; the stored IDX offset
+    is the header's (OCaml docteur's images store one block less than where the IDX lies)."""
+
+    __slots__ = ()
     old_commit: bytes
-    old_end: int  # OLD's data end: its bytes past it are padding (a device may hold anything there)
+    old_end: int
     old_sha256: bytes
     new_commit: bytes
     new_end: int
     new_sha256: bytes
-    new_size: int  # NEW's data end and its zero padding
+    new_size: int
     block_size: int
     pack_length: int
     objects: int
     idx_offset: int
-    stored_idx_offset: int  # OCaml docteur's images store one block less
+    stored_idx_offset: int
     idx_length: int
     copied_entries: int
     copied_bytes: int
 
     def encode(self) -> bytes:
         out = [MAGIC, bytes([VERSION])]
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out.append(value if isinstance(value, bytes) else varint(value))
+        out += [value if isinstance(value, bytes) else varint(value) for value in self]
         return b"".join(out)
 
 
@@ -119,17 +131,18 @@ def read_header(source: BinaryIO) -> tuple[Header, int]:
     if len(raw) < len(MAGIC) + 1 or raw[len(MAGIC)] != VERSION:
         raise UpdateError("an update of a version this docteur does not read")
     pos = len(MAGIC) + 1
-    values: dict[str, int | bytes] = {}
-    for f in fields(Header):
-        size = _HASHES.get(f.name)
+    values: list[int | bytes] = []
+    for name in Header._fields:
+        size = _HASHES.get(name)
         if size is not None:
             if pos + size > len(raw):
                 raise UpdateError("update header is truncated")
-            values[f.name] = raw[pos : pos + size]
+            values.append(raw[pos : pos + size])
             pos += size
         else:
-            values[f.name], pos = _varint_at(raw, pos)
-    header = Header(**values)  # type: ignore[arg-type]
+            value, pos = _varint_at(raw, pos)
+            values.append(value)
+    header = Header(*values)
     _check(header)
     return header, pos
 

@@ -17,7 +17,7 @@ import struct
 import subprocess
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from gitservers import GIT_ISOLATION, make_repo
@@ -142,10 +142,10 @@ def cut(update: bytes, rng: random.Random) -> tuple[str, bytes]:
 
 def header_field(update: bytes, rng: random.Random) -> tuple[str, bytes]:
     header, body = split(update)
-    f = rng.choice([f for f in fields(Header) if not isinstance(getattr(header, f.name), bytes)])
-    value = getattr(header, f.name)
+    name = rng.choice([n for n in Header._fields if not isinstance(getattr(header, n), bytes)])
+    value = getattr(header, name)
     value = rng.choice([*_EXTREMES, value + 1, max(value - 1, 0), value * 2, value // 2, value + 512])
-    return f"header {f.name}={value}", seal(Header.encode(replace(header, **{f.name: value})), body)
+    return f"header {name}={value}", seal(header._replace(**{name: value}).encode(), body)
 
 
 def header_hash(update: bytes, rng: random.Random) -> tuple[str, bytes]:
@@ -153,7 +153,7 @@ def header_hash(update: bytes, rng: random.Random) -> tuple[str, bytes]:
     name = rng.choice(["old_commit", "old_sha256", "new_commit", "new_sha256"])
     value = bytearray(getattr(header, name))
     value[rng.randrange(len(value))] ^= 1 << rng.randrange(8)
-    return f"header {name} flipped", seal(Header.encode(replace(header, **{name: bytes(value)})), body)
+    return f"header {name} flipped", seal(header._replace(**{name: bytes(value)}).encode(), body)
 
 
 def _spot(body: bytes, rng: random.Random) -> int:
@@ -171,7 +171,7 @@ def body_flip(update: bytes, rng: random.Random) -> tuple[str, bytes]:
     spots = [(_spot(body, rng), rng.randrange(8)) for _ in range(rng.randint(1, 4))]
     for pos, bit in spots:
         raw[pos] ^= 1 << bit
-    return "body flip " + ",".join(f"{p}.{b}" for p, b in spots), seal(Header.encode(header), bytes(raw))
+    return "body flip " + ",".join(f"{p}.{b}" for p, b in spots), seal(header.encode(), bytes(raw))
 
 
 def body_scribble(update: bytes, rng: random.Random) -> tuple[str, bytes]:
@@ -180,7 +180,7 @@ def body_scribble(update: bytes, rng: random.Random) -> tuple[str, bytes]:
     pos = _spot(body, rng)
     run = bytes(rng.choice([0, 0x7F, 0x80, 0xFF, rng.randrange(256)]) for _ in range(rng.randint(1, 16)))
     raw[pos : pos + len(run)] = run
-    return f"body scribble {pos}+{len(run)}", seal(Header.encode(header), bytes(raw))
+    return f"body scribble {pos}+{len(run)}", seal(header.encode(), bytes(raw))
 
 
 def body_varint(update: bytes, rng: random.Random) -> tuple[str, bytes]:
@@ -191,7 +191,7 @@ def body_varint(update: bytes, rng: random.Random) -> tuple[str, bytes]:
     spelled = varint(value) if rng.random() < 0.7 else b"\xff" * rng.randint(9, 12) + b"\x01"
     keep = rng.random() < 0.5  # insert, or overwrite as many bytes
     raw = body[:pos] + spelled + body[pos + (0 if keep else len(spelled)) :]
-    return f"body varint {value} at {pos}", seal(Header.encode(header), raw)
+    return f"body varint {value} at {pos}", seal(header.encode(), raw)
 
 
 def body_splice(update: bytes, rng: random.Random) -> tuple[str, bytes]:
@@ -206,7 +206,7 @@ def body_splice(update: bytes, rng: random.Random) -> tuple[str, bytes]:
         raw = body[:start] + body[start + length :]
     else:
         raw = body[:start]
-    return f"body {how} {start}+{length}", seal(Header.encode(header), raw)
+    return f"body {how} {start}+{length}", seal(header.encode(), raw)
 
 
 Family = Callable[[bytes, random.Random], tuple[str, bytes]]
@@ -251,7 +251,7 @@ def forged(pair: Pair) -> Iterator[tuple[str, bytes]]:
     """(name, update bytes): each forgery in turn, the honest update first (which must apply)."""
     honest = pair.update.read_bytes()
     header, body = split(honest)
-    h = Header.encode(header)
+    h = header.encode()
     n = pair.old_count
     yield "honest", honest
     yield "empty-file", b""
@@ -297,10 +297,10 @@ def forged(pair: Pair) -> Iterator[tuple[str, bytes]]:
         ("objects", 0),
         ("pack_length", header.pack_length + 7),
     ]:
-        yield f"header-{name}-{value}", seal(Header.encode(replace(header, **{name: value})), body)
+        yield f"header-{name}-{value}", seal(header._replace(**{name: value}).encode(), body)
     big = 1 << 46
-    yield "new-size-huge", seal(Header.encode(replace(header, new_end=big, new_size=big)), body)
-    yield "old-end-huge", seal(Header.encode(replace(header, old_end=big)), body)
+    yield "new-size-huge", seal(header._replace(new_end=big, new_size=big).encode(), body)
+    yield "old-end-huge", seal(header._replace(old_end=big).encode(), body)
     yield "version-2", seal(h[:8] + b"\x02" + h[9:], body)
     # A carried section that copies past OLD's section, or forged literals: appended where the honest body
     # ends its sections is hard to reach without parsing; a body made of them alone is refused at once.
