@@ -38,3 +38,34 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's process
     return True
+
+
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def create_beside(target: Path, infix: str) -> tuple[int, str]:
+    """A new, empty file beside `target`, named `.<name><infix><pid>-<random>.tmp` so that
+    remove_abandoned(target's directory, f".{name}{infix}") finds it if this process is SIGKILLed:
+    (descriptor, path)."""
+    directory = target.parent if str(target.parent) else Path(".")
+    tmp = str(directory / f"{tagged(f'.{target.name}{infix}')}{os.urandom(6).hex()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(target)) from None
+    return fd, tmp
+
+
+def publish(tmp: str, target: Path) -> None:
+    """Give a complete (fsynced) temporary file a new file's mode and rename it over `target`, then
+    fsync the directory so that the rename itself is durable."""
+    os.chmod(tmp, 0o666 & ~umask())
+    os.replace(tmp, target)
+    fd = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -14,7 +14,7 @@ from typing import BinaryIO
 from docteur.blocksize import align
 from docteur.bytesource import ByteSource, chunks
 from docteur.image.format import PACK_OFFSET, encode_header
-from docteur.scratch import remove_abandoned, tagged
+from docteur.scratch import remove_abandoned, tagged, umask
 from docteur.sections.build import SectionData
 from docteur.sections.table import Section, encode_table, place
 
@@ -77,12 +77,6 @@ def _write_parts(
     return size
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_image(
     output: Path,
     commit: bytes,
@@ -122,7 +116,7 @@ def write_image(
             size = _write_parts(out, commit, pack, idx, block_size, parts)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -29,7 +29,7 @@ from docteur.idx.writer import encode_index
 from docteur.image.format import PACK_OFFSET, encode_header
 from docteur.pack.reader import PACK_MAGIC, PackReader
 from docteur.pack.writer import ofs_distance
-from docteur.scratch import remove_abandoned
+from docteur.scratch import create_beside, publish, remove_abandoned
 from docteur.sections.build import build_sections
 from docteur.sections.table import MAX_SECTIONS, Section, encode_table, place
 from docteur.update import binary, carry
@@ -415,20 +415,6 @@ def _free_space_check(directory: Path, needed: int, target: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(target))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _into_file(h: Header, old: ImageParts, body: BodyReader, out: Path) -> None:
     if out.is_dir():
         raise IsADirectoryError(errno.EISDIR, "Is a directory", str(out))
@@ -438,22 +424,16 @@ def _into_file(h: Header, old: ImageParts, body: BodyReader, out: Path) -> None:
     prefix = f".{out.name}{TEMP_INFIX}"
     remove_abandoned(directory, prefix)
     _free_space_check(directory, h.new_size, out)
-    tmp = str(directory / f"{prefix}{os.getpid()}-{os.urandom(6).hex()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, str(out)) from None
+    fd, tmp = create_beside(out, TEMP_INFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             _Rebuild(h, old, body, _Output(f, h.new_size, h.new_end, False), tmp).run()
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)
+        publish(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_directory(directory)
 
 
 def _into_device(h: Header, old: ImageParts, body: BodyReader, out: Path) -> None:

@@ -26,7 +26,7 @@ from docteur.git.objects import MODE_DIR, OFS_DELTA, REF_DELTA
 from docteur.idx.writer import encode_index
 from docteur.image.format import PACK_OFFSET
 from docteur.pack.writer import ofs_distance
-from docteur.scratch import remove_abandoned
+from docteur.scratch import create_beside, publish, remove_abandoned
 from docteur.sections.build import build_sections
 from docteur.sections.table import Section
 from docteur.update import binary, carry
@@ -324,12 +324,6 @@ def _check_by_patch(old: str | os.PathLike[str], update: str, out: Path, new: st
         raise UpdateError(f"the update would not rebuild {os.fspath(new)} bit for bit ({why})")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def delta(old: str | os.PathLike[str], new: str | os.PathLike[str], out: str | os.PathLike[str]) -> Made:
     """Write to `out` (replaced atomically) the update that turns image `old` into image `new`."""
     target = Path(out)
@@ -339,10 +333,7 @@ def delta(old: str | os.PathLike[str], new: str | os.PathLike[str], out: str | o
     prefix = f".{target.name}{TEMP_INFIX}"
     remove_abandoned(directory, prefix)
     remove_abandoned(Path(tempfile.gettempdir()), SCRATCH_PREFIX)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, str(target)) from None
+    fd, tmp = create_beside(target, TEMP_INFIX)
     try:
         with os.fdopen(fd, "wb") as f, ImageParts(old) as o, ImageParts(new) as n:
             encoder = _Encoder(o, n)
@@ -366,8 +357,7 @@ def delta(old: str | os.PathLike[str], new: str | os.PathLike[str], out: str | o
             )
         with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
             _check_by_patch(old, tmp, Path(scratch) / "new.img", new)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        publish(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -36,8 +36,9 @@ import struct
 from collections import namedtuple
 
 from docteur import zstd
-from docteur.errors import UpdateError
+from docteur.errors import CorruptImageError, UpdateError
 from docteur.git.objects import OFS_DELTA, REF_DELTA
+from docteur.pack.delta import read_varint
 
 # Not `from typing import TYPE_CHECKING`: patch's start-up on a device counts (as the reader's does).
 TYPE_CHECKING = False
@@ -148,16 +149,10 @@ def read_header(source: BinaryIO) -> tuple[Header, int]:
 
 
 def _varint_at(raw: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(raw) or shift > 63:
-            raise UpdateError("update header is truncated or malformed")
-        byte = raw[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
+    try:
+        return read_varint(raw, pos)
+    except CorruptImageError:
+        raise UpdateError("update header is truncated or malformed") from None
 
 
 def _check(h: Header) -> None:

@@ -30,7 +30,7 @@ from docteur.git.objects import (
 from docteur.idx.writer import encode_index
 from docteur.image.writer import write_image
 from docteur.pack.reader import PACK_MAGIC
-from docteur.pack.writer import entry_header
+from docteur.pack.writer import entry_header, ofs_distance
 
 from .corpus import Expected, Node
 
@@ -67,17 +67,6 @@ def _size_varint(n: int) -> bytes:
         n >>= 7
         if not n:
             return bytes(out)
-
-
-def ofs_distance(distance: int) -> bytes:
-    """Git's OFS_DELTA base distance: big-endian base 128, each continuation byte adding one."""
-    out = [distance & 0x7F]
-    distance >>= 7
-    while distance:
-        distance -= 1
-        out.append(0x80 | (distance & 0x7F))
-        distance >>= 7
-    return bytes(reversed(out))
 
 
 def bomb(size: int) -> bytes:

@@ -27,10 +27,9 @@ from docteur.git.objects import OFS_DELTA
 from docteur.idx.reader import LARGE_OFFSET_FLAG, PackIndex
 from docteur.idx.writer import encode_index
 from docteur.image.format import PACK_OFFSET, locate
+from docteur.pack.writer import ofs_distance
 from docteur.sections import REFS, refs
 from docteur.sections.table import ENTRY, HEAD, SectionTable, encode_table, locate_table
-
-from .forge import ofs_distance
 
 
 @dataclass(frozen=True)
