@@ -434,3 +434,32 @@ def test_import_docteur_stays_cheap() -> None:
         check=True,
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_images_of_several_refs(tmp_path: Path) -> None:
+    """A refs section (several roots in the path index): carried, and the path index rebuilt from the
+    roots the update names, in the refs' order."""
+    from gitservers import make_repo
+
+    repo = make_repo(
+        tmp_path / "repo.git", {"a.txt": b"alpha\n" * 300, "b/c.txt": b"gamma\n" * 200}, commits=4
+    )
+    for name, rev in (("feature", "HEAD~1"), ("old-main", "HEAD~2")):
+        subprocess.run(["git", f"--git-dir={repo.path}", "branch", name, rev], check=True)
+    old, new = tmp_path / "old.img", tmp_path / "new.img"
+    make(str(repo.path), old, branch=["old-main", "feature"], history=True, quiet=True)
+    make(str(repo.path), new, branch=["main", "feature", "old-main"], history=True, quiet=True, base=old)
+    assert verify(str(new)).ok
+    made = docteur.delta(old, new, tmp_path / "u")
+    docteur.patch(old, tmp_path / "u", tmp_path / "out.img")
+    assert (tmp_path / "out.img").read_bytes() == new.read_bytes()
+    with ImageParts(old) as o, ImageParts(new) as n:
+        added = sum(o.ordinal_of(n.oid(j)) < 0 for j in range(n.count))
+    # What the new commit adds ships; of what OLD holds, git re-deltified a few whole entries at most.
+    assert added <= made.shipped_entries <= added + 2
+    with docteur.open(tmp_path / "out.img") as img:
+        assert list(img.refs) == [
+            "refs/heads/main",
+            "refs/heads/feature",
+            "refs/heads/old-main",
+        ]

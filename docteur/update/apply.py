@@ -31,6 +31,7 @@ from docteur.pack.reader import PACK_MAGIC, PackReader
 from docteur.pack.writer import ofs_distance
 from docteur.scratch import create_beside, publish, remove_abandoned
 from docteur.sections.build import build_sections
+from docteur.sections.paths import MAX_ROOTS
 from docteur.sections.table import MAX_SECTIONS, Section, encode_table, place
 from docteur.update import binary, carry
 from docteur.update.format import (
@@ -332,6 +333,7 @@ class _Rebuild:
             if h.new_end != idx_end:
                 raise UpdateError("the update's layout does not end where it declares")
             return
+        roots = [self.body.read(20) for _ in range(self.body.varint(MAX_ROOTS))] or [h.new_commit]
         count = self.body.varint(MAX_SECTIONS)
         specs: list[tuple[int, int, int, int, bytes | None]] = []  # kind, flags, mode, length, sha
         built: dict[int, bytes] | None = None
@@ -340,7 +342,7 @@ class _Rebuild:
             kind, flags, mode = self.body.varint(0xFFFFFFFF), self.body.varint(0xFFFFFFFF), self.body.byte()
             if mode == RECOMPUTED:
                 if built is None:
-                    built = self._built(idx)
+                    built = self._built(idx, roots)
                 if kind not in built:
                     raise UpdateError(f"the update asks to recompute section kind {kind}, which cannot be")
                 recomputed[kind] = built[kind]
@@ -368,15 +370,15 @@ class _Rebuild:
             old_section = old_table.find(kind) if old_table is not None else None
             carry.apply(self.body, length, sha or b"", self.old.source, old_section, out.write)
 
-    def _built(self, idx: bytes) -> dict[int, bytes]:
-        """The sections NEW's PACK gives, read back from what was just written."""
+    def _built(self, idx: bytes, roots: list[bytes]) -> dict[int, bytes]:
+        """The sections NEW's PACK and the indexed commits give, read back from what was just written."""
         self.out.file.flush()
         try:
             with MappedFile(self.path) as source:
                 reader = PackReader(
                     source, PackIndex(InMemory(idx)), at=PACK_OFFSET, length=self.h.pack_length
                 )
-                return {s.kind: s.data for s in build_sections(reader, [self.h.new_commit])}
+                return {s.kind: s.data for s in build_sections(reader, roots, [])}
         except CorruptImageError as e:
             raise UpdateError(f"the update does not rebuild a readable image: {e}") from None
 

@@ -27,6 +27,7 @@ from docteur.idx.writer import encode_index
 from docteur.image.format import PACK_OFFSET
 from docteur.pack.writer import ofs_distance
 from docteur.scratch import create_beside, publish, remove_abandoned
+from docteur.sections import REFS, refs
 from docteur.sections.build import build_sections
 from docteur.sections.table import Section
 from docteur.update import binary, carry
@@ -274,8 +275,13 @@ class _Encoder:
         self.idx_recomputed = encode_index(new.index.entries(), checksum) == idx
         del idx
         self.sections: list[tuple[Section, bool]] = []  # (section, recomputed)
+        self.roots = [new.commit]  # the commits the path index indexes, in the order make gave them
         if new.table is not None:
-            built = {s.kind: s for s in build_sections(new.pack, [new.commit])}
+            found = new.table.find(REFS)
+            named = refs.decode(bytes(new.source.read(found.offset, found.length))) if found else []
+            self.roots = list(dict.fromkeys(commit for _, commit in named)) or self.roots
+            # What the receiver rebuilds from the PACK and the roots alone (not the refs' names).
+            built = {s.kind: s for s in build_sections(new.pack, self.roots, [])}
             for s in new.table.sections:
                 mine = built.get(s.kind)
                 same = mine is not None and mine.flags == s.flags
@@ -293,7 +299,9 @@ class _Encoder:
         if new.table is None:
             out.write(b"\0")
             return
-        out.write(b"\1", varint(len(self.sections)))
+        explicit = self.roots != [new.commit]
+        out.write(b"\1", varint(len(self.roots) if explicit else 0), *(self.roots if explicit else []))
+        out.write(varint(len(self.sections)))
         for s, recomputed in self.sections:
             out.write(varint(s.kind), varint(s.flags))
             if recomputed:

@@ -19,7 +19,9 @@ Operations, in NEW's order (integers as unsigned LEB128 varints; a signed one zi
                   dictionary is the content of the object at that OLD entry
       REDELTA 5   the same, the dictionary being that OLD entry's inflated data (a delta's instructions)
     IDX: 0 recomputed, or 1 and its bytes
-    sections: 0 (no section table), or 1, a count, then for each section: kind, flags, and
+    sections: 0 (no section table), or 1, the indexed commits (a count, 0 for the header's commit alone,
+      then that many ids [20], in the order the refs section gives them), a count of sections, then
+      for each section: kind, flags, and
       0 recomputed from NEW's PACK, or 1 carried (its length, its SHA-256 [32]);
       then, for each carried section in order: SCOPY 1 (offset in OLD's section of the same kind,
       length), SLIT 2 (length, bytes), until SEND 0
