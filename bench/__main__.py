@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import platform
 import sys
@@ -28,6 +29,10 @@ def main(argv: list[str]) -> int:
     args = _arguments(argv)
     runs = max(1, args.runs)
     started = time.monotonic()
+    # Processes start as a user's do: with their modules' bytecode cached (this environment may say
+    # PYTHONDONTWRITEBYTECODE, which makes every start compile docteur again).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "docteur", quiet=1)
     print("generating corpora (once) and images...", file=sys.stderr)
     tiny, book, pages, large, wide = (
         corpora.generated(n) for n in ("tiny", "book", "pages", "large", "wide")

@@ -11,7 +11,7 @@ from docteur.errors import CorruptImageError
 
 # How much of the mapping may stay resident before its pages are handed back (they remain in the page
 # cache): RSS stays bounded whatever the image size.
-DEFAULT_MAPPED_BYTES = 4 << 20
+DEFAULT_MAPPED_BYTES = 1 << 20
 
 
 class MappedFile(ByteSource):

@@ -20,7 +20,7 @@ from docteur.pack.delta import apply_delta, delta_sizes
 PACK_MAGIC = b"PACK"
 # Small by default: the cache serves repeated reads and delta bases, and a walk that reads everything
 # must not grow the process by more than this (issue 3, goal 4).
-DEFAULT_CACHE_BYTES = 4 << 20
+DEFAULT_CACHE_BYTES = 2 << 20
 # What an entry costs the cache beyond its content: the bytes and tuple headers and the dict node.
 _ENTRY_OVERHEAD = 160
 DEFAULT_MAX_OBJECT_SIZE = 1 << 30
