@@ -9,6 +9,8 @@ import struct
 import tracemalloc
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from docteur import zstd
 from docteur.bytesource import ByteSource
@@ -455,6 +457,41 @@ def test_verify_style_checks_every_frame() -> None:
     assert reader.cache.size == 0
     refused(lambda: reader.info(reader.count))
     refused(lambda: reader.decompress(-1))
+
+
+MUTATED = [*pages(300), blob(random.Random(10).randbytes(CHUNK * 2 + 5)), blob(b"")]
+MUTATED_WRITTEN = frames.write(MUTATED, frame_bytes=SMALL, chunk_bytes=CHUNK, dictionary_bytes=8 << 10)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(min_value=0), st.integers(1, 255)), min_size=1, max_size=4))
+def test_a_damaged_section_never_gives_wrong_bytes(flips: list[tuple[int, int]]) -> None:
+    """Any bytes of the FRAMES or dictionary section flipped: every read gives the file or refuses."""
+    written = MUTATED_WRITTEN
+    assert written.dictionary is not None
+    data = bytearray(written.section + written.dictionary)
+    for at, mask in flips:
+        data[at % len(data)] ^= mask
+    n = len(written.section)
+    locations = [written.locations[oid] for oid, _ in MUTATED]
+    try:
+        reader = open_reader(bytes(data[:n]), (n, len(written.dictionary)), bytes(data))
+        for (_, content), location in zip(MUTATED, locations, strict=True):
+            try:
+                assert reader.read(*location) == content
+            except CorruptImageError as e:
+                assert str(e).startswith(("frames: ", "dictionary: "))
+        for i, got in reader.read_many(locations):
+            assert got == MUTATED[i][1]
+    except CorruptImageError as e:
+        assert str(e).startswith(("frames: ", "dictionary: "))
+
+
+def test_an_oversized_dictionary_section_is_not_read() -> None:
+    source = Recording(bytes(100))
+    with pytest.raises(CorruptImageError, match=r"^dictionary: "):
+        dictionary.decode(source, 0, 64 << 20)
+    assert source.reads == []
 
 
 def test_bad_writer_options() -> None:

@@ -40,6 +40,8 @@ def encode(dictionary: bytes) -> bytes:
 
 def decode(source: ByteSource, offset: int, length: int) -> bytes:
     """The dictionary stored in the section at [offset, offset + length) of `source`."""
+    if length > MAX_DICTIONARY_BYTES + (MAX_DICTIONARY_BYTES >> 7) + 64:
+        raise CorruptImageError("dictionary: the section is larger than any dictionary a reader accepts")
     raw = source.read(offset, length)
     if len(raw) != length:
         raise CorruptImageError("dictionary: section is truncated")

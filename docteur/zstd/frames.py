@@ -179,8 +179,8 @@ class FramesReader:
         self.compressed = _column("I", table[8 * count : 12 * count])
         self.sizes = _column("I", table[12 * count :])
         # The frames must tile the section: each starts where the one before ends.
-        ends = list(accumulate(self.compressed, initial=data_at))
-        if ends[:-1] != self.offsets.tolist() or ends[-1] != length:
+        ends = array("Q", accumulate(self.compressed, initial=data_at))
+        if ends[-1] != length or ends[:-1] != self.offsets:
             raise _corrupt("the table's frames overlap, leave gaps or run past the section's end")
         if count and (min(self.sizes) == 0 or max(self.sizes) > MAX_FRAME_BYTES):
             raise _corrupt(f"a frame declares no content or more than {MAX_FRAME_BYTES} bytes")
@@ -291,6 +291,9 @@ class FramesReader:
 
     def read(self, frame: int, offset: int, size: int) -> bytes:
         """The content of the file at this location: at most the frames it spans are decompressed."""
+        if 0 <= frame < self.count and offset >= 0 and size > 0 and offset + size <= self.sizes[frame]:
+            data = self.frame(frame)  # most files: inside one frame
+            return data if size == len(data) else data[offset : offset + size]
         return self._slice(*self._span((frame, offset, size)))
 
     def read_range(self, frame: int, offset: int, size: int, start: int, length: int) -> bytes:
@@ -322,25 +325,26 @@ class FramesReader:
         """(i, content of locations[i]) for every location, in image order (by where they lie), each
         frame decompressed once; frames are not added to the cache, which a read of everything would
         only flush. Memory: one frame and the file being read."""
-        order = sorted(range(len(locations)), key=lambda i: (locations[i][0], locations[i][1]))
+        order = sorted(range(len(locations)), key=locations.__getitem__)
         self.prefetch(locations[i] for i in order)
-        held: tuple[int, bytes] = (-1, b"")  # the last frame decompressed: the next file starts in it
+        held_frame, held = -1, b""  # the last frame decompressed: the next files start in it
         starts = self.starts
         for i in order:
+            frame, offset, size = locations[i]
+            if frame == held_frame and offset >= 0 and size > 0 and offset + size <= len(held):
+                yield i, held[offset : offset + size]  # most files: in the frame of the one before
+                continue
             start, end = self._span(locations[i])
             if start == end:
                 yield i, b""
                 continue
             pieces = []
-            for frame in range(bisect_right(starts, start) - 1, bisect_right(starts, end - 1) - 1 + 1):
-                if held[0] == frame:
-                    data = held[1]
-                else:
+            for frame in range(bisect_right(starts, start) - 1, bisect_right(starts, end - 1)):
+                if frame != held_frame:
                     cached = self.cache.get(frame)
-                    data = cached if cached is not None else self.decompress(frame)
-                    held = (frame, data)
+                    held_frame, held = frame, cached if cached is not None else self.decompress(frame)
                 base = starts[frame]
-                pieces.append(data[max(start - base, 0) : end - base])
+                pieces.append(held[max(start - base, 0) : end - base])
             yield i, pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
