@@ -51,7 +51,8 @@ def decode(source: ByteSource, offset: int, length: int) -> bytes:
         raise CorruptImageError(f"dictionary: the section is not a zstd frame: {e}") from None
     if not 0 < declared <= MAX_DICTIONARY_BYTES:
         raise CorruptImageError("dictionary: the section declares no size or an oversized dictionary")
-    return checked_frame(zstd.ZstdDecompressor(), raw, declared, 0, "dictionary: the section")
+    decompressor = zstd.ZstdDecompressor(max_window_size=MAX_DICTIONARY_BYTES)
+    return checked_frame(decompressor, raw, declared, 0, "dictionary: the section")
 
 
 def checked_frame(

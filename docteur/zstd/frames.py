@@ -48,22 +48,23 @@ MAX_FRAME_BYTES = 1 << 24
 # The table is read with the header in one read when it fits in this (4,094 frames: ~250 MiB of files).
 _FIRST_READ = 64 << 10
 
-# Chosen from measurements (python -m bench.zstd_layout; the figures are in its output):
+# Chosen from measurements (python -m bench.zstd_layout, on the bench corpora and ../shared/corpora):
 # - FRAME_BYTES, for small files: zstd searches a dictionary in place for inputs up to 32 KiB and copies
-#   its tables into the context for each larger one, which made 64 KiB frames 3-6x slower to compress
-#   (pages: 2.5 s against 0.4 s) for 2 % smaller frames. A cold 32 KiB frame reads in ~30 us, well inside
-#   the 100 us goal for one small file (128 KiB: ~70-90 us).
+#   its tables into the context for each larger one, which made 64 KiB frames 1.8-2.6x slower to write
+#   (pages: 1.6 s against 0.6 s) for frames 1-3 % smaller. Reading a small file from a cold 32 KiB frame
+#   takes 14-38 us (median per corpus), well inside the 100 us goal (128 KiB frames: 47-131 us).
 FRAME_BYTES = 32 << 10
 # - CHUNK_BYTES, for large files: a read at an offset decompresses at most this much (~1.1 ms); on large
-#   text 2 MiB frames are 10 % smaller than 1 MiB ones (4 MiB: 9 % smaller still, 1.8 ms a read).
+#   text 2 MiB frames are 10 % smaller than 1 MiB ones (4 MiB: 9 % smaller still, but 1.7 ms a read).
 CHUNK_BYTES = 2 << 20
 # - LEVEL: zstd's level 12 finds the long matches into a large dictionary that level 9 misses (pages:
-#   frames 1.27 MB against 1.71 MB) at ~25 MB/s a core; 13 is 6 % smaller and 1.6x slower, 15 8 % / 2.5x.
+#   frames 1.29 MB against 1.73 MB) at ~25 MB/s a core; 15 is 8 % smaller and 2.3x slower, 19 16 % / 19x.
 LEVEL = 12
 # - the dictionary: trained on the small files when they hold at least DICT_MIN_CONTENT, an eighth of
-#   their size up to MAX_DICT_BYTES (pages: 2 MiB saves 3.4 MB of frames for 0.35 MB of dictionary,
-#   1 MiB 2.7 MB for 0.2 MB), from at most TRAIN_BYTES of them, and kept only when a sample of the frames
-#   shows it saves more than it costs (not on ohmyzsh's scripts, for instance).
+#   their size up to MAX_DICT_BYTES (pages: 2 MiB saves 3.7 MB of frames for 0.36 MB of dictionary,
+#   1 MiB 3.1 MB for 0.23 MB; a quarter of their size made icons' and peps' images 0.4-0.7 % smaller,
+#   the book's 1.6 % larger, and peps' 1.6x slower to write), from at most TRAIN_BYTES of them, and kept
+#   only when a sample of the frames shows it saves more than it costs.
 DICT_MIN_CONTENT = 256 << 10
 DICT_RATIO = 8
 MAX_DICT_BYTES = 2 << 20
@@ -185,7 +186,7 @@ class FramesReader:
         if count and (min(self.sizes) == 0 or max(self.sizes) > MAX_FRAME_BYTES):
             raise _corrupt(f"a frame declares no content or more than {MAX_FRAME_BYTES} bytes")
         self.count = count
-        # Where each frame's content starts in the stream of all frames' contents, and its end.
+        # Where each frame's content starts in the stream of all frames' contents (and, last, its end).
         self.starts = array("Q", accumulate(self.sizes, initial=0))
         self.content_size = self.starts[-1]
         self.needs_dictionary = bool(flags & DICTIONARY)
