@@ -35,7 +35,7 @@ USERLAND_PACKAGES = (
     "libexpat1",
 )
 # Shared libraries the interpreter links against (checked by the smoke test at the end of the build).
-LIBS = ("ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1")
+LIBS = ("ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6", "libz.so.1", "libexpat.so.1", "libpthread.so.0")
 XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
@@ -181,9 +181,14 @@ def stage_python(root: Path, userland: Path) -> None:
         datrie.parent,
         env={"PYTHONHOME": str(userland / "usr")},
     ).stdout.decode()
-    for so in out.split():
-        shutil.copy2(so, dynload / Path(so).name)
-        run("strip", "--strip-unneeded", dynload / Path(so).name)
+    for line in out.splitlines():
+        name, so = line.split(" ", 1)
+        # A top-level module goes to lib-dynload; one inside a package (zstandard.backend_c), where
+        # that package's byte-compiled files are.
+        package = name.split(".")[:-1]
+        target = (root / "usr/lib/python3.11").joinpath(*package) if package else dynload
+        shutil.copy2(so, target / Path(so).name)
+        run("strip", "--strip-unneeded", target / Path(so).name)
 
 
 def compiled_dependency(name: str) -> Path:
@@ -201,7 +206,7 @@ def stage_init(root: Path) -> None:
 
 def smoke_test(root: Path) -> None:
     """Import the entry point in the staged tree: a missing library or module fails the build, not a boot."""
-    code = "import docteur.guest, datrie, mmap, zlib"
+    code = "import docteur.guest, docteur.zstd, datrie, mmap, zlib"
     # The staged loader, libraries and stdlib only, as in the guest (no chroot: no root needed).
     libs = root / "lib/x86_64-linux-gnu"
     python = (libs / "ld-linux-x86-64.so.2", "--library-path", libs, root / "usr/bin/python3.11")

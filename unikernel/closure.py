@@ -1,4 +1,5 @@
-"""Byte-compile what the in-guest entry point can import; print the extension modules it needs.
+"""Byte-compile what the in-guest entry point can import; print the extension modules it needs (each as its
+module name and path: a package's, like zstandard.backend_c, goes inside that package).
 
 Run by Debian's own python3.11 (the guest's interpreter), so the .pyc magic matches:
 
@@ -53,7 +54,7 @@ def main(out: str, repo: str, *extra: str) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(pyc(path, f"/usr/lib/python3.11/{rel[:-1]}"))
         else:
-            print(path)
+            print(name, path)
 
 
 def pyc(source: str, shown_as: str) -> bytes:

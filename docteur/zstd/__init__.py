@@ -44,7 +44,9 @@ ZstdDecompressor = backend.ZstdDecompressor
 ZstdCompressionDict = backend.ZstdCompressionDict
 ZstdError = backend.ZstdError
 frame_content_size = backend.frame_content_size
+get_frame_parameters = backend.get_frame_parameters
 train_dictionary = backend.train_dictionary
+DICT_TYPE_FULLDICT = backend.DICT_TYPE_FULLDICT
 
 # Decompressors are not for concurrent use, and making one costs several times what decompressing a
 # small frame does: callers borrow one from this pool (list.pop and list.append are atomic).
