@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from docteur.blocksize import DEFAULT_BLOCK_SIZE, check_block_size
+from docteur.compress import check_kind, without_blobs
 from docteur.errors import CorruptImageError, DocteurError, SourceError
 from docteur.image.writer import write_image
 from docteur.pack.engine import build_pack
@@ -78,8 +79,11 @@ def _snapshot(
     return directory.stage(where.location, when, workdir, progress, warn, known)
 
 
-def _sections(pack: Path, idx: bytes, snapshot: Snapshot, index: bool) -> list[SectionData]:
-    """The image's sections, built from the new PACK; without `index`, the same tree checks alone.
+def _sections(
+    pack: Path, idx: bytes, snapshot: Snapshot, index: bool, blobs: list[bytes] | None, workdir: Path
+) -> list[SectionData]:
+    """The image's sections, built from the new PACK; without `index`, the same tree checks alone; with
+    `blobs` (a zstd image, whose PACK lacks them), those blobs framed too.
 
     Every tree reachable from the commit is parsed here: a source whose trees the reader would reject
     ('..', '/', duplicates, bad order or modes: git packs such trees, which `git hash-object
@@ -99,7 +103,12 @@ def _sections(pack: Path, idx: bytes, snapshot: Snapshot, index: bool) -> list[S
             if not index:
                 check_trees(reader, commits)
                 return []
-            return build_sections(reader, commits, named)
+            framed = None
+            if blobs is not None:
+                from docteur.compress import frame_blobs
+
+                framed = frame_blobs(snapshot.repo_path, blobs, reader, commits, workdir)
+            return build_sections(reader, commits, named, framed)
         except CorruptImageError as e:
             raise SourceError(f"malformed source: {e}") from None
 
@@ -129,13 +138,20 @@ def make(
     quiet: bool = False,
     warn: Callable[[str], None] = _warn,
     base: str | Path | None = None,
+    compress: str = "zlib",
 ) -> Made:
     """Make the image of `source` at `output`: of the refs `branch` names (one, or several: the header's
     commit is the first's), plus every branch or tag when asked, else of HEAD; without `index`, only what
     OCaml docteur writes (no extension after the IDX, so a single ref). With `base`, an image, objects it
     holds keep its representation and its order (docteur.update.base), so that the update from `base` to
-    the result stays small."""
+    the result stays small. `compress`: "zlib" (every object in the PACK, as OCaml docteur writes) or
+    "zstd" (the files' contents in zstd frames, see docteur.compress)."""
     check_block_size(block_size)
+    check_kind(compress)
+    if compress == "zstd" and not index:
+        raise DocteurError("a zstd image keeps its files in its extension: it needs the index")
+    if compress == "zstd" and base is not None:
+        raise DocteurError("--base makes zlib images: make the zstd image without it, or convert it")
     names = (branch,) if isinstance(branch, str) else tuple(branch or ())
     selection = RefSelection(names, all_branches, tags)
     if not index and (len(names) > 1 or all_branches or tags):
@@ -151,9 +167,10 @@ def make(
         snapshot = _snapshot(source, selection, history, when, workdir, progress, warn, known)
         if based is not None:
             snapshot = based.adopt(snapshot, workdir)
-        pack, idx = build_pack(snapshot, workdir, progress.enabled, warn)
+        packed, blobs = without_blobs(snapshot) if compress == "zstd" else (snapshot, None)
+        pack, idx = build_pack(packed, workdir, progress.enabled, warn)
         commit = bytes.fromhex(snapshot.commit.decode())
-        sections = _sections(pack, idx, snapshot, index)
+        sections = _sections(pack, idx, snapshot, index, blobs, workdir)
         progress.start("writing image")
         size = write_image(output, commit, pack, idx, block_size, sections)
         progress.finish()

@@ -43,6 +43,7 @@ def make(
     index: bool = True,
     quiet: bool = False,
     base: str | None = None,
+    compress: str = "zlib",
 ) -> None:
     with one_line_errors("docteur-make"):
         import signal
@@ -67,6 +68,7 @@ def make(
             index=index,
             quiet=quiet,
             base=base,
+            compress=compress,
         )
 
 

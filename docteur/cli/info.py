@@ -16,6 +16,7 @@ from docteur.bytesource.mapped import MappedFile
 from docteur.fs.image import Image
 from docteur.git.objects import MODE_DIR, MODE_GITLINK, MODE_LINK, parse_commit
 from docteur.image.format import PACK_OFFSET
+from docteur.sections import DICTIONARY, FRAMES
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,11 @@ class Summary:
     pack_bytes: int
     idx_bytes: int
     block_size: int | None  # recorded by the section table, else inferred; None when no power of two fits
-    compression_ratio: float  # content_bytes / pack_bytes
+    compression_ratio: float  # content_bytes / what holds it: the PACK, or for zstd the PACK and frames
+    compression: str  # zlib (every object in the PACK) or zstd (files in zstd frames)
+    frames: int  # zstd: how many frames
+    frames_bytes: int  # zstd: the frames section's size
+    dictionary_bytes: int  # zstd: the dictionary section's size (0: none)
     indexed: bool  # lookups use the image's path index
     refs: dict[str, str]  # name -> commit (an image of HEAD alone: HEAD)
     sections: list[dict[str, int | str]]  # the extension's sections: name, offset, length
@@ -93,6 +98,9 @@ def summarize(img: Image) -> Summary:
         fits = consistent_block_sizes(end, sections.idx_offset, sections.idx_end, size if regular else None)
         block_size = fits[-1] if fits else None
     when = datetime.fromtimestamp(img.info.commit_time, UTC)
+    framed = table.find(FRAMES) if table is not None else None
+    dictionary = table.find(DICTIONARY) if table is not None else None
+    frames_bytes = framed.length if framed is not None else 0
     return Summary(
         image=img.path,
         commit=img.commit,
@@ -109,7 +117,11 @@ def summarize(img: Image) -> Summary:
         pack_bytes=sections.pack_length,
         idx_bytes=sections.idx_length,
         block_size=block_size,
-        compression_ratio=round(content / sections.pack_length, 3),
+        compression_ratio=round(content / (sections.pack_length + frames_bytes), 3),
+        compression="zstd" if framed is not None else "zlib",
+        frames=img.frame_count,
+        frames_bytes=frames_bytes,
+        dictionary_bytes=dictionary.length if dictionary is not None else 0,
         indexed=img.indexed,
         refs=img.refs,
         sections=[
@@ -132,7 +144,15 @@ def describe(s: Summary) -> str:
         f"tree\t: files {s.files}, directories {s.directories}, symlinks {s.symlinks}, "
         f"submodules {s.submodules}\n"
         f"content\t: {s.content_bytes} bytes\n"
-        f"pack\t: {s.pack_bytes} bytes (ratio {s.compression_ratio:.2f})\n"
+        f"kind\t: {s.compression}"
+        + (
+            f", {s.frames} frames of {s.frames_bytes} bytes, "
+            + (f"dictionary {s.dictionary_bytes} bytes" if s.dictionary_bytes else "no dictionary")
+            if s.compression == "zstd"
+            else ""
+        )
+        + f" (ratio {s.compression_ratio:.2f})\n"
+        f"pack\t: {s.pack_bytes} bytes\n"
         f"idx\t: {s.idx_bytes} bytes\n"
         f"size\t: {s.image_bytes} bytes, block size {block}\n"
         + "".join(

@@ -5,22 +5,35 @@ from __future__ import annotations
 
 import os
 import re
-from collections import OrderedDict
+from collections.abc import Iterator
 
 from docteur.bytesource import ByteSource
 from docteur.bytesource.location import open_source
 from docteur.bytesource.mapped import DEFAULT_MAPPED_BYTES
 from docteur.errors import CorruptImageError
+from docteur.fs.contents import FrameContents, PackContents
 from docteur.fs.indexed import IndexedLayout
+from docteur.fs.objects import ImageObjects
 from docteur.fs.view import BlobFile, Stat, View
-from docteur.git.objects import COMMIT, TREE, CommitInfo, TreeRow, parse_commit, tree_rows
+from docteur.git.objects import (
+    COMMIT,
+    MODE_DIR,
+    MODE_GITLINK,
+    TREE,
+    CommitInfo,
+    TreeRow,
+    parse_commit,
+    tree_rows,
+)
 from docteur.git.refs import ref_candidates
 from docteur.image.format import PACK_OFFSET, Placement, locate
 from docteur.pack.reader import DEFAULT_CACHE_BYTES, DEFAULT_MAX_OBJECT_SIZE, PackReader
 from docteur.pack.store import ObjectStore
-from docteur.sections import PATHS, REFS, refs
-from docteur.sections.paths import PathIndex
+from docteur.sections import BLOBS, DICTIONARY, FRAMES, PATHS, REFS, refs
+from docteur.sections.blobs import BlobTable
+from docteur.sections.paths import LOCATION_FRAMES, PathIndex, walk
 from docteur.sections.table import SectionTable, locate_table
+from docteur.zstd.frames import FramesReader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,6 +44,7 @@ __all__ = ["BlobFile", "Image", "Stat", "View"]
 # Directory entries held in memory by default: the path index's records, or the trie's trees.
 DEFAULT_MAX_ENTRIES = 1 << 13  # ~250 bytes each
 _HEX_ID = re.compile(r"^[0-9a-f]{40}$")
+_NOT_FILES = (b"%o" % MODE_DIR, b"%o" % MODE_GITLINK)
 
 
 class Image(View):
@@ -66,7 +80,6 @@ class Image(View):
             self.source = open_source(path, mapped_bytes=mapped_bytes, **remote)
         self.path = self.source.name
         self._layout_entries = layout_entries
-        self._checked: OrderedDict[int, bytes] = OrderedDict()
         try:
             self.placement: Placement
             self.placement, index = locate(self.source)
@@ -82,18 +95,68 @@ class Image(View):
             self.sections: SectionTable | None = locate_table(self.source, self.placement.idx_end)
             self._paths = self._path_index()
             self.refs: dict[str, str] = self._refs()
-            self.objects = ObjectStore(pack)
+            self._contents = self._contents_of(max_object_size, cache_bytes)
             view = self._view_of(self.placement.commit)
         except BaseException:
             self.close()
             raise
-        super().__init__(view.info, view._layout, pack, view._checked)
+        super().__init__(view.info, view._layout, pack, self._contents)
 
     def _path_index(self) -> PathIndex | None:
         found = self.sections.find(PATHS) if self.sections is not None else None
         if found is None:
             return None
         return PathIndex(self.source, found.offset, found.length, max_entries=self._layout_entries)
+
+    def _contents_of(self, max_object_size: int, cache_bytes: int) -> PackContents | FrameContents:
+        """Where files are read from: the PACK, or (a zstd image) the frames section."""
+        frames = self.sections.find(FRAMES) if self.sections is not None else None
+        store = ObjectStore(self._pack)
+        if frames is None:
+            self.objects: ObjectStore = store
+            return PackContents(self._pack)
+        assert self.sections is not None
+        if self._paths is None or self._paths.location != LOCATION_FRAMES:
+            raise CorruptImageError("a zstd image needs a path index that locates files in its frames")
+        dictionary = self.sections.find(DICTIONARY)
+        reader = FramesReader(
+            self.source,
+            frames.offset,
+            frames.length,
+            dictionary=None if dictionary is None else (dictionary.offset, dictionary.length),
+            cache_bytes=cache_bytes,
+        )
+        table = self.sections.find(BLOBS)
+        self._history_blobs = None if table is None else BlobTable(self.source, table.offset, table.length)
+        self._indexed_blobs: dict[bytes, tuple[int, int, int]] | None = None
+        self.objects = ImageObjects(store, self._framed, self._framed_ids, lambda w: reader.read(*w))
+        return FrameContents(reader, self._framed, max_object_size)
+
+    def _framed(self, oid: bytes) -> tuple[int, int, int] | None:
+        """Where a zstd image's blob lies: the blobs section (history), else the indexed trees."""
+        found = self._history_blobs.find(oid) if self._history_blobs is not None else None
+        return found if found is not None else self._indexed().get(oid)
+
+    def _framed_ids(self) -> Iterator[bytes]:
+        if self._history_blobs is not None:
+            yield from (oid for oid, _ in self._history_blobs)
+        yield from self._indexed()
+
+    def _indexed(self) -> dict[bytes, tuple[int, int, int]]:
+        """The blobs of every indexed tree and their locations, gathered once when first needed (a lookup
+        by id, not by path: 9P's /trees, or the trees of a commit the index does not hold)."""
+        if self._indexed_blobs is None:
+            found: dict[bytes, tuple[int, int, int]] = {}
+            assert self._paths is not None
+            for root in self._paths.roots:
+                data, _ = self._paths.root(root.commit)  # type: ignore[misc]
+                tree = bytes.fromhex(parse_commit(root.commit.hex(), data).tree)
+                for _, directory in walk(self._paths, root, tree):
+                    for i, (mode, _, oid) in enumerate(directory.rows):
+                        if mode not in _NOT_FILES:
+                            found.setdefault(oid, (directory.b[i], directory.c[i], directory.a[i]))
+            self._indexed_blobs = found
+        return self._indexed_blobs
 
     def _refs(self) -> dict[str, str]:
         """name -> commit: what the refs section records, else the header's commit as HEAD."""
@@ -117,11 +180,11 @@ class Image(View):
         info: CommitInfo = parse_commit(commit.hex(), data)
         tree = bytes.fromhex(info.tree)
         if rooted is not None and self._paths is not None:
-            return View(info, IndexedLayout(self._paths, root, tree), self._pack, self._checked)
+            return View(info, IndexedLayout(self._paths, root, tree), self._pack, self._contents)
         from docteur.fs.layout import TrieLayout  # datrie: imported only where no index serves
 
         layout = TrieLayout(tree, self._tree_rows, self._layout_entries)
-        return View(info, layout, self._pack, self._checked)
+        return View(info, layout, self._pack, self._contents)
 
     def at(self, ref: str) -> View:
         """A read-only view of another commit of the image, with the same API: a ref as `refs` names it
@@ -140,6 +203,11 @@ class Image(View):
                 if "missing" not in str(e):
                     raise
         raise KeyError(f"no ref or commit {ref!r} in the image")
+
+    @property
+    def frame_count(self) -> int:
+        """How many zstd frames hold the files (0: a zlib image, whose files are PACK entries)."""
+        return self._contents.frames.count if isinstance(self._contents, FrameContents) else 0
 
     @property
     def end(self) -> int:

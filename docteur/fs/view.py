@@ -7,22 +7,21 @@ from __future__ import annotations
 
 import errno
 import io
-from collections import OrderedDict, namedtuple
+from collections import namedtuple
 from collections.abc import Iterator
 
 from docteur.errors import CorruptImageError
+from docteur.fs.contents import Contents
 from docteur.fs.entry import UNKNOWN, Entry, is_dir, normalize, not_a_directory, shown
 from docteur.fs.history import diff_trees, history
 from docteur.fs.indexed import IndexedLayout
 from docteur.git.objects import (
-    BLOB,
     COMMIT,
     MODE_LINK,
     TREE,
     TYPE_NAMES,
     CommitInfo,
     TreeRow,
-    object_id,
     parse_commit,
     tree_rows,
 )
@@ -108,14 +107,14 @@ class View:
         info: CommitInfo,
         layout: IndexedLayout | TrieLayout,
         pack: PackReader,
-        checked: OrderedDict[int, bytes],
+        contents: Contents,
     ) -> None:
         self.info = info
         self.commit = info.id
         self.tree = info.tree
         self._layout = layout
         self._pack = pack
-        self._checked = checked  # shared by the views of one image
+        self._contents = contents  # where files are read from, shared by the views of one image
 
     @property
     def indexed(self) -> bool:
@@ -163,55 +162,6 @@ class View:
 
         return history(load, self.info, limit)
 
-    # -- objects ---------------------------------------------------------------------------------------
-
-    def _content(self, key: bytes, entry: Entry, keep: bool = True) -> bytes:
-        """The checked content of the file `entry` at path `key`."""
-        if entry.where == UNKNOWN:
-            i = self._pack.index.find(entry.oid)
-            if i < 0:
-                raise CorruptImageError(f"blob {entry.oid.hex()} is missing from the image")
-            kind, data = self._pack.get_at(i, entry.oid, keep)
-            if kind != BLOB:
-                raise CorruptImageError(f"{shown(key)}: object {entry.oid.hex()} should be a blob")
-            return data
-        pack = self._pack
-        if entry.length > 0 and pack.cache.get(entry.where) is None:
-            data = self._whole(entry)
-            if data is not None:
-                pack.cache.put(entry.where, (BLOB, data), keep)
-                self._checked[entry.where] = entry.oid
-                if len(self._checked) > _CHECKED:
-                    self._checked.popitem(last=False)  # O(1), where popping a dict's first key is not
-                return data
-        stop = entry.where + entry.length if entry.length else None
-        kind, data = pack.object_at(entry.where, keep, stop)
-        if self._checked.get(entry.where) != entry.oid:
-            if kind != BLOB or len(data) != entry.size or object_id(BLOB, data) != entry.oid:
-                raise CorruptImageError(
-                    f"path index: {shown(key)}: the object where the index puts it is not blob "
-                    f"{entry.oid.hex()} of {entry.size} bytes"
-                )
-            if len(self._checked) >= _CHECKED:
-                self._checked.popitem(last=False)  # O(1), where popping a dict's first key is not
-            self._checked[entry.where] = entry.oid
-        return data
-
-    def _whole(self, entry: Entry) -> bytes | None:
-        """Most files are whole blobs whose extent the index gives: their checked content, read in one
-        call and inflated in one; None for any other, read the general way (which says what is wrong)."""
-        data = self._pack.plain_blob(entry.where, entry.length, entry.size)
-        return data if data is not None and object_id(BLOB, data) == entry.oid else None
-
-    def _offset(self, entry: Entry) -> int:
-        """Where a file's object lies in the PACK."""
-        if entry.where != UNKNOWN:
-            return entry.where
-        offset = self._pack.index.lookup(entry.oid)
-        if offset is None:
-            raise CorruptImageError(f"blob {entry.oid.hex()} is missing from the image")
-        return offset
-
     # -- paths ---------------------------------------------------------------------------------------
 
     def _entry(self, path: str | bytes) -> tuple[bytes, Entry]:
@@ -222,7 +172,7 @@ class View:
         key, entry = self._entry(path)
         if is_dir(entry.mode):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", shown(key))
-        return key, self._content(key, entry)
+        return key, self._contents.read(key, entry)
 
     def exists(self, path: str | bytes) -> bool:
         try:
@@ -241,7 +191,7 @@ class View:
             return Stat(entry.mode, 0, entry.oid.hex())
         if entry.size != UNKNOWN:
             return Stat(entry.mode, entry.size, entry.oid.hex())
-        return Stat(entry.mode, self._pack.object_size(self._offset(entry)), entry.oid.hex())
+        return Stat(entry.mode, self._contents.size(entry), entry.oid.hex())
 
     def read(self, path: str | bytes) -> bytes:
         """The content of a file (for a symlink: its target, as Git stores it)."""
@@ -255,7 +205,7 @@ class View:
         key, entry = self._entry(path)
         if entry.mode != MODE_LINK:
             raise OSError(errno.EINVAL, "Not a symbolic link", shown(key))
-        return _name(self._content(key, entry))
+        return _name(self._contents.read(key, entry))
 
     def subdirectories(self, path: str | bytes) -> int:
         """How many subdirectories the directory `path` holds (its link count is 2 more)."""
@@ -289,32 +239,23 @@ class View:
             pending.extend(prefix + name.encode("utf-8", "surrogateescape") for name in reversed(dirnames))
 
     def read_all(self, top: str | bytes = "") -> Iterator[tuple[str, bytes]]:
-        """(path, content) of every file below `top` (a symlink gives its target), in PACK order.
+        """(path, content) of every file below `top` (a symlink gives its target), in image order.
 
         The fastest way to read everything: objects come in the order they lie in the image, so delta
-        bases are still cached when their deltas come. Paths are gathered in batches of `READ_ALL_BATCH`
-        files, each read in PACK order, so memory stays bounded whatever the image size.
+        bases are still cached when their deltas come, and each zstd frame is decompressed once. Paths
+        are gathered in batches of `READ_ALL_BATCH` files, each read in image order, so memory stays
+        bounded whatever the image size.
         """
-        batch: list[tuple[int, bytes, Entry]] = []
+        batch: list[tuple[object, bytes, Entry]] = []
         for path, entry in self._layout.files(normalize(top)):
-            batch.append((self._offset(entry), path, entry))
+            batch.append((self._contents.order(entry), path, entry))
             if len(batch) >= READ_ALL_BATCH:
                 yield from self._read_batch(batch)
                 batch = []
         yield from self._read_batch(batch)
 
-    def _read_batch(self, batch: list[tuple[int, bytes, Entry]]) -> Iterator[tuple[str, bytes]]:
-        batch.sort()
-        # A remote source fetches the batch's entries ahead, in this order (a local one ignores this).
-        pack = self._pack
-        pack.source.prefetch(
-            (pack.at + e.where, e.length) for _, _, e in batch if e.where != UNKNOWN and e.length
-        )
-        content, whole = self._content, self._whole
-        for _, path, entry in batch:
-            # Not kept in the cache: a single pass would only evict what repeated reads use.
-            data = whole(entry) if entry.length > 0 else None
-            yield (
-                path.decode("utf-8", "surrogateescape"),
-                data if data is not None else content(path, entry, False),
-            )
+    def _read_batch(self, batch: list[tuple[object, bytes, Entry]]) -> Iterator[tuple[str, bytes]]:
+        batch.sort(key=lambda item: (item[0], item[1]))
+        files = [(path, entry) for _, path, entry in batch]
+        for i, data in self._contents.read_many(files):
+            yield files[i][0].decode("utf-8", "surrogateescape"), data

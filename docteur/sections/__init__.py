@@ -9,5 +9,6 @@ PATHS = 1  # the path index: every directory of the indexed commits, with sizes 
 REFS = 2  # the names of the embedded commits (several refs per image)
 FRAMES = 3  # zstd images: the files' contents, in zstd frames
 DICTIONARY = 4  # zstd images: the dictionary their frames were compressed with
+BLOBS = 5  # zstd images: where the blobs lie that no indexed tree reaches (history)
 
-NAMES = {PATHS: "paths", REFS: "refs"}
+NAMES = {PATHS: "paths", REFS: "refs", FRAMES: "frames", DICTIONARY: "dictionary", BLOBS: "blobs"}

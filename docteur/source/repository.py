@@ -6,6 +6,8 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 from dulwich.errors import NotGitRepository, ObjectFormatException
 from dulwich.objects import Commit, Tag, Tree
@@ -64,8 +66,7 @@ def _listed_by_git(repo: Repo, commits: list[bytes], history: bool) -> list[tupl
     cmd = ["git", f"--git-dir={repo.controldir()}", "rev-list", "--objects"]
     if not history:
         cmd.append("--no-walk")
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C"}
-    env.pop("GIT_DIR", None)
+    env = _git_env()
     wanted = [c.decode() for c in commits]
     done = subprocess.run([*cmd, *wanted, "--"], capture_output=True, env=env, check=False)
     if done.returncode != 0:
@@ -141,3 +142,59 @@ def snapshot(repo: Repo, selection: RefSelection, history: bool, progress: Progr
     """The snapshot of the refs `selection` names (HEAD when none) of a local repository."""
     refs = select(dict(repo.get_refs()), selection)
     return snapshot_of(repo, refs, selection.named, history, progress)
+
+
+def _git_env() -> dict[str, str]:
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C"}
+    env.pop("GIT_DIR", None)
+    return env
+
+
+def object_kinds(repo_path: str, oids: list[bytes]) -> list[bytes]:
+    """The type name of each object (hex ids), in order: git cat-file --batch-check in C, else dulwich."""
+    if shutil.which("git") is None:
+        repo = Repo(repo_path)
+        return [_load(repo, oid).type_name for oid in oids]  # type: ignore[attr-defined]
+    done = subprocess.run(
+        ["git", f"--git-dir={repo_path}", "cat-file", "--batch-check=%(objecttype)"],
+        input=b"".join(oid + b"\n" for oid in oids),
+        capture_output=True,
+        env=_git_env(),
+        check=False,
+    )
+    kinds = done.stdout.split()
+    if done.returncode != 0 or len(kinds) != len(oids) or b"missing" in kinds:
+        raise SourceError(f"cannot read the objects of {repo_path}")
+    return kinds
+
+
+def read_blobs(repo_path: str, oids: list[bytes], workdir: Path) -> Iterator[tuple[bytes, bytes]]:
+    """(raw id, content) of each blob (hex ids), in order, streamed from git cat-file --batch (dulwich
+    without git)."""
+    if shutil.which("git") is None:
+        repo = Repo(repo_path)
+        for oid in oids:
+            yield bytes.fromhex(oid.decode()), _load(repo, oid).as_raw_string()  # type: ignore[attr-defined]
+        return
+    wanted = workdir / "blobs.list"
+    wanted.write_bytes(b"".join(oid + b"\n" for oid in oids))
+    with wanted.open("rb") as stdin:
+        proc = subprocess.Popen(
+            ["git", f"--git-dir={repo_path}", "cat-file", "--batch"],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            env=_git_env(),
+        )
+    assert proc.stdout is not None
+    try:
+        for oid in oids:
+            header = proc.stdout.readline().split()
+            if len(header) != 3 or header[1] != b"blob":
+                raise SourceError(f"cannot read blob {oid.decode()} of {repo_path}")
+            size = int(header[2])
+            content = proc.stdout.read(size)
+            proc.stdout.read(1)  # the newline after each object
+            yield bytes.fromhex(oid.decode()), content
+    finally:
+        proc.kill()
+        proc.wait()

@@ -10,10 +10,11 @@ from docteur.bytesource import ByteSource
 from docteur.bytesource.location import open_source
 from docteur.bytesource.mapped import MappedFile
 from docteur.errors import CorruptImageError
-from docteur.git.objects import CommitInfo
+from docteur.git.objects import BLOB, CommitInfo
 from docteur.image.format import PACK_OFFSET, locate
 from docteur.pack.reader import PackReader
 from docteur.sections.table import SectionTable, locate_table
+from docteur.verify.frames import check_frames
 from docteur.verify.image import VERIFY_CACHE_BYTES, ImageChecker
 from docteur.verify.sections import check_refs, check_sections, named_of
 
@@ -70,6 +71,8 @@ def _check(report: Report, source: ByteSource, device: bool) -> None:
             source, index, at=PACK_OFFSET, length=placement.pack_length, cache_bytes=VERIFY_CACHE_BYTES
         )
         checker.objects(reader, index)
+        framed = check_frames(source, table, problem) if table is not None else {}
+        checker.kinds.update(dict.fromkeys(framed, BLOB))  # a zstd image's blobs, checked in its frames
         report.info = checker.reachable(reader, placement.commit)
         if table is not None:
             report.sections = [s.name for s in table.sections]
@@ -79,7 +82,7 @@ def _check(report: Report, source: ByteSource, device: bool) -> None:
                 checker.reachable(reader, commit, what=f"ref {named_of(named, commit)}")
             objects_ok = not report.problems
             commits = list(dict.fromkeys(c for _, c in named)) or [placement.commit]
-            check_sections(source, table, device, reader if objects_ok else None, commits, problem)
+            check_sections(source, table, device, reader if objects_ok else None, commits, framed, problem)
     except CorruptImageError as e:
         problem(str(e))
     finally:

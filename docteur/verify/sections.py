@@ -12,9 +12,9 @@ from docteur.bytesource.memory import InMemory
 from docteur.errors import CorruptImageError
 from docteur.git.objects import MODE_DIR
 from docteur.pack.reader import PackReader
-from docteur.sections import NAMES, PATHS, REFS, refs
-from docteur.sections.build import build_paths
-from docteur.sections.paths import PathIndex, Root, walk
+from docteur.sections import FRAMES, NAMES, PATHS, REFS, refs
+from docteur.sections.build import build_paths, frame_files
+from docteur.sections.paths import LOCATION_FRAMES, PathIndex, Root, walk
 from docteur.sections.table import Section, SectionTable
 from docteur.verify.image import is_zero
 
@@ -35,10 +35,12 @@ def check_sections(
     device: bool,
     pack: PackReader | None,
     commits: list[bytes],
+    framed: dict[bytes, tuple[int, int, int]],
     problem: Callable[[str], None],
 ) -> None:
     """Check the extension; the path index (which must index `commits`, the header's first) only when
-    `pack` (whose objects checked out) is given."""
+    `pack` (whose objects checked out) is given. `framed`: a zstd image's blobs, checked where they
+    lie."""
     at = table.offset + table.length
     for section in table.sections:
         if not is_zero(source, at, section.offset):
@@ -54,7 +56,8 @@ def check_sections(
     paths = table.find(PATHS)
     if paths is not None and pack is not None:
         try:
-            _check_paths(bytes(source.read(paths.offset, paths.length)), pack, commits, problem)
+            stored = bytes(source.read(paths.offset, paths.length))
+            _check_paths(stored, pack, commits, framed if table.find(FRAMES) else None, problem)
         except CorruptImageError as e:
             problem(str(e))  # the path index's own errors say "path index:"
 
@@ -81,14 +84,23 @@ def named_of(named: list[tuple[bytes, bytes]], commit: bytes) -> str:
 
 
 def _check_paths(
-    stored: bytes, pack: PackReader, commits: list[bytes], problem: Callable[[str], None]
+    stored: bytes,
+    pack: PackReader,
+    commits: list[bytes],
+    framed: dict[bytes, tuple[int, int, int]] | None,
+    problem: Callable[[str], None],
 ) -> None:
+    """Rebuild the path index from the trees (its files where the PACK, or for a zstd image the checked
+    frames, hold them) and compare it with the stored one."""
     index = PathIndex(InMemory(stored), 0, len(stored), max_entries=1 << 16)
     indexed = [root.commit for root in index.roots]
     for commit in commits:
         if commit not in indexed:
             problem(f"path index: it does not index commit {commit.hex()}, which the image's refs name")
-    rebuilt = build_paths(pack, indexed)
+    if framed is None:
+        rebuilt = build_paths(pack, indexed)
+    else:
+        rebuilt = build_paths(pack, indexed, frame_files(framed, set()), LOCATION_FRAMES)
     if rebuilt == stored:
         return
     honest = PathIndex(InMemory(rebuilt), 0, len(rebuilt), max_entries=1 << 16)
