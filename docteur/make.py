@@ -167,11 +167,27 @@ def make(
         snapshot = _snapshot(source, selection, history, when, workdir, progress, warn, known)
         if based is not None:
             snapshot = based.adopt(snapshot, workdir)
-        packed, blobs = without_blobs(snapshot) if compress == "zstd" else (snapshot, None)
-        pack, idx = build_pack(packed, workdir, progress.enabled, warn)
-        commit = bytes.fromhex(snapshot.commit.decode())
-        sections = _sections(pack, idx, snapshot, index, blobs, workdir)
-        progress.start("writing image")
-        size = write_image(output, commit, pack, idx, block_size, sections)
-        progress.finish()
+        size = write_snapshot(snapshot, output, workdir, block_size, index, compress, progress, warn)
     return Made(snapshot.commit.decode(), len(snapshot.objects), size)
+
+
+def write_snapshot(
+    snapshot: Snapshot,
+    output: Path,
+    workdir: Path,
+    block_size: int,
+    index: bool,
+    compress: str,
+    progress: Progress,
+    warn: Callable[[str], None],
+) -> int:
+    """Pack `snapshot` into the image at `output` (its objects in the PACK, or for zstd its blobs in
+    frames), with its sections; the image's size. What make and convert share."""
+    packed, blobs = without_blobs(snapshot) if compress == "zstd" else (snapshot, None)
+    pack, idx = build_pack(packed, workdir, progress.enabled, warn)
+    commit = bytes.fromhex(snapshot.commit.decode())
+    sections = _sections(pack, idx, snapshot, index, blobs, workdir)
+    progress.start("writing image")
+    size = write_image(output, commit, pack, idx, block_size, sections)
+    progress.finish()
+    return size

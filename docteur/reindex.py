@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docteur.blocksize import check_block_size, consistent_block_sizes
-from docteur.bytesource import chunks
+from docteur.bytesource import ByteSource, chunks
 from docteur.bytesource.mapped import MappedFile
 from docteur.errors import CorruptImageError
 from docteur.image.format import PACK_OFFSET, Placement, locate
@@ -54,9 +54,7 @@ def reindex(
             raise CorruptImageError(f"{source.name}: its PACK or IDX checksum is wrong: run docteur-verify")
         table = _table_of(source, placement.idx_end)
         if block_size is None:
-            block_size = (
-                table.block_size if table is not None else _block_size_of(source, placement, pack_end)
-            )
+            block_size = block_size_of(source, placement, table)
         named = _refs_of(source, table)
         if named and named[0][1] != placement.commit:
             raise CorruptImageError(f"{source.name}: its first ref is not the header's commit")
@@ -88,7 +86,11 @@ def _refs_of(source: MappedFile, table: SectionTable | None) -> list[tuple[bytes
     return [] if found is None else refs.decode(bytes(source.read(found.offset, found.length)))
 
 
-def _block_size_of(source: MappedFile, placement: Placement, pack_end: int) -> int:
+def block_size_of(source: ByteSource, placement: Placement, table: SectionTable | None) -> int:
+    """An image's block size: the one its section table records, else the smallest its layout fits."""
+    if table is not None:
+        return table.block_size
+    pack_end = PACK_OFFSET + placement.pack_length
     # A file's size tells the block size apart where the IDX offset alone does not; a device's does not.
     size = source.size if os.path.isfile(source.name) else None
     offset, end = placement.idx_offset, placement.idx_end

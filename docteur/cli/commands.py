@@ -271,6 +271,19 @@ def log(
             sys.stdout.write(f"{c.id} {subject}\n")
 
 
+def convert(
+    image: str, output: str, *, compress: str, block_size: int | None = None, quiet: bool = False
+) -> None:
+    with one_line_errors("docteur-convert", image):
+        import signal
+
+        from docteur.convert import convert as run
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # unwind like Ctrl-C: nothing half-written is left
+            signal.signal(sig, _interrupt)
+        run(image, output, compress=compress, block_size=block_size, quiet=quiet)
+
+
 def reindex(image: str, output: str | None = None, *, block_size: int | None = None) -> None:
     with one_line_errors("docteur-reindex", image):
         from docteur.reindex import reindex as run

@@ -316,6 +316,31 @@ def log(
     commands.log(image, ref, limit=limit, as_json=as_json, remote=cache_options(cache_dir, no_cache))
 
 
+def convert(
+    image: ImageArg,
+    output: Annotated[str, typer.Argument(metavar="OUT", help="The image to write (replaced atomically).")],
+    compress: Annotated[
+        str,
+        typer.Option(
+            "--compress",
+            metavar="KIND",
+            help="zstd or zlib: the kind OUT is.",
+            autocompletion=lambda: ["zlib", "zstd"],
+        ),
+    ],
+    block_size: Annotated[
+        int | None, typer.Option("--bs", help="Block size (default: the image's own).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr.")] = False,
+) -> None:
+    """Write an image as the other kind: zlib (every object in the PACK, as OCaml docteur reads it) or
+    zstd (files in zstd frames). Commits, trees, refs and history keep their ids and names.
+
+    Example: docteur convert disk.img small.img --compress zstd
+    """
+    commands.convert(image, output, compress=compress, block_size=block_size, quiet=quiet)
+
+
 def reindex(
     image: ImageArg,
     output: Annotated[
@@ -416,7 +441,7 @@ def serve(
 
 
 _HELP_IS_LONG_ONLY = {"help_option_names": ["--help"]}  # ls keeps -h for human sizes, as GNU ls does
-for command in (make, verify, ls, cat, stat, info, extract, diff, log, reindex, delta, patch, mount):
+for command in (make, verify, ls, cat, stat, info, extract, diff, log, convert, reindex, delta, patch, mount):
     app.command(epilog=EXIT_CODES, context_settings=_HELP_IS_LONG_ONLY if command is ls else None)(command)
 app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 import stat
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-
-from dulwich.repo import Repo
 
 from docteur.errors import SourceError
 from docteur.git.objects import (
@@ -29,12 +26,10 @@ from docteur.git.objects import (
     TREE,
     TreeEntry,
     encode_tree,
-    object_id,
 )
-from docteur.idx.writer import encode_index
-from docteur.pack.writer import PackWriter
 from docteur.progress import Progress
 from docteur.source import Snapshot
+from docteur.source.staging import Staging
 
 AUTHOR = b"Dr. Greenthumb <noreply@cypress.hill>"
 
@@ -92,27 +87,15 @@ def _read(path: bytes, size: int) -> bytes:
 
 
 class _Stager:
-    def __init__(
-        self,
-        writer: PackWriter,
-        progress: Progress,
-        warn: Callable[[str], None],
-        known: Callable[[bytes], bool] | None,
-    ) -> None:
-        self.writer = writer
+    def __init__(self, staging: Staging, progress: Progress, warn: Callable[[str], None]) -> None:
+        self.staging = staging
         self.progress = progress
         self.warn = warn
-        self.known = known
-        self.hints: dict[bytes, bytes] = {}
-        self.order: list[bytes] = []
 
     def add(self, kind: int, data: bytes, hint: bytes) -> bytes:
-        oid = object_id(kind, data)
-        if oid not in self.hints:
-            if self.known is None or not self.known(oid):
-                self.writer.add(oid, kind, data)
-            self.order.append(oid)
-            self.hints[oid] = hint
+        before = len(self.staging.order)
+        oid = self.staging.add(kind, data, hint)
+        if len(self.staging.order) != before:
             self.progress.advance()
         return oid
 
@@ -167,20 +150,11 @@ def stage(
     """
     if not os.path.isdir(directory):
         raise SourceError(f"source is not a directory or a repository: {directory}")
-    repo = Repo.init_bare(str(workdir / "staging.git"), mkdir=True)
-    pack_dir = workdir / "staging.git" / "objects" / "pack"
-    staging = pack_dir / "staging.pack"
     progress.start("reading files")
-    with staging.open("w+b") as out:
-        writer = PackWriter(out, level=0 if known is None else zlib.Z_DEFAULT_COMPRESSION)
-        stager = _Stager(writer, progress, warn, known)
-        tree = stager.tree(os.fsencode(directory))
-        commit = stager.add(COMMIT, encode_commit(tree, when), b"")
-        checksum = writer.finish()
+    staging = Staging(workdir, known)
+    stager = _Stager(staging, progress, warn)
+    tree = stager.tree(os.fsencode(directory))
+    commit = stager.add(COMMIT, encode_commit(tree, when), b"")
+    repo_path, objects = staging.finish(commit)
     progress.finish()
-    name = pack_dir / f"pack-{checksum.hex()}"
-    staging.rename(name.with_suffix(".pack"))
-    name.with_suffix(".idx").write_bytes(encode_index(writer.entries, checksum))
-    order = [commit, *stager.order[:-1]]  # the commit first, as git orders a pack
-    objects = [(oid.hex().encode(), stager.hints[oid]) for oid in order]
-    return Snapshot(repo.controldir(), commit.hex().encode(), objects, recompress=True)
+    return Snapshot(repo_path, commit.hex().encode(), objects, recompress=True)
