@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 
 from docteur.bytesource import ByteSource, chunks
 from docteur.errors import UpdateError
+from docteur.sections import FRAMES, PATHS, paths
 from docteur.sections.table import Section
 from docteur.update.format import SCOPY, SEND, SLIT, BodyReader, BodyWriter, varint
+from docteur.zstd.frames import FramesReader
 
 # (source, section offset, section length) -> (start, length) extents relative to the section, in
 # order, covering it exactly.
@@ -27,6 +29,37 @@ BLOCK = 1 << 16
 def fixed_blocks(source: ByteSource, offset: int, length: int) -> Iterator[tuple[int, int]]:
     for at in range(0, length, BLOCK):
         yield at, min(BLOCK, length - at)
+
+
+def frame_extents(source: ByteSource, offset: int, length: int) -> Iterator[tuple[int, int]]:
+    """A FRAMES section cut at its frames: its header and table, then each frame."""
+    frames = FramesReader(source, offset, length)
+    yield 0, frames.offsets[0] if frames.count else length
+    for i in range(frames.count):
+        yield frames.offsets[i], frames.compressed[i]
+
+
+def record_extents(source: ByteSource, offset: int, length: int) -> Iterator[tuple[int, int]]:
+    """A paths section (carried when the PACK cannot give it back: a zstd image's) cut at its records:
+    its header, roots and commits, then each record, so that an unchanged folder's record is found in
+    OLD's section wherever the ones before it moved it."""
+    head = bytes(source.read(offset, paths.HEAD.size))
+    count = paths.HEAD.unpack(head)[3]
+    roots = [
+        paths.ROOT.unpack(bytes(source.read(offset + paths.HEAD.size + paths.ROOT.size * i, paths.ROOT.size)))
+        for i in range(count)
+    ]
+    at = paths.HEAD.size + paths.ROOT.size * count + sum(root[2] for root in roots)
+    yield 0, at
+    while at < length:
+        frame, subdirs = paths.RECORD_HEAD.unpack(bytes(source.read(offset + at, paths.RECORD_HEAD.size)))
+        size = min(paths.RECORD_HEAD.size + paths.POINTER.size * subdirs + frame, length - at)
+        yield at, size
+        at += size
+
+
+CHUNKERS[FRAMES] = frame_extents
+CHUNKERS[PATHS] = record_extents
 
 
 def _extents(kind: int, source: ByteSource, section: Section) -> Iterator[tuple[int, int]]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from docteur.errors import UpdateError
+from docteur.errors import CorruptImageError, UpdateError
 from docteur.git.objects import MODE_DIR, OFS_DELTA, REF_DELTA
 from docteur.idx.writer import encode_index
 from docteur.image.format import PACK_OFFSET
@@ -281,7 +281,10 @@ class _Encoder:
             named = refs.decode(bytes(new.source.read(found.offset, found.length))) if found else []
             self.roots = list(dict.fromkeys(commit for _, commit in named)) or self.roots
             # What the receiver rebuilds from the PACK and the roots alone (not the refs' names).
-            built = {s.kind: s for s in build_sections(new.pack, self.roots, [])}
+            try:
+                built = {s.kind: s for s in build_sections(new.pack, self.roots, [])}
+            except CorruptImageError:
+                built = {}  # a zstd image: its files are in its frames, which the PACK cannot locate
             for s in new.table.sections:
                 mine = built.get(s.kind)
                 same = mine is not None and mine.flags == s.flags
