@@ -146,7 +146,7 @@ def describe(s: Summary) -> str:
         f"content\t: {s.content_bytes} bytes\n"
         f"kind\t: {s.compression}"
         + (
-            f", {s.frames} frames of {s.frames_bytes} bytes, "
+            f", {s.frames} frame{'s' if s.frames != 1 else ''} of {s.frames_bytes} bytes, "
             + (f"dictionary {s.dictionary_bytes} bytes" if s.dictionary_bytes else "no dictionary")
             if s.compression == "zstd"
             else ""
