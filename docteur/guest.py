@@ -2,6 +2,7 @@
 
     python3 -m docteur.guest cat DEVICE PATH   # PATH's exact bytes on stdout
     python3 -m docteur.guest serve DEVICE      # the image over 9P on stdin/stdout
+    python3 -m docteur.guest mount DEVICE DIR  # the image mounted read-only at DIR by this kernel's 9P
 
 Errors are one line on stderr and exit status 1; usage errors exit 2.
 """
@@ -9,6 +10,8 @@ Errors are one line on stderr and exit status 1; usage errors exit 2.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
 
 import docteur
@@ -31,6 +34,53 @@ def serve(device: str) -> int:
     return docteur_serve([device, "--listen", "stdio"])
 
 
+def mount(device: str, target: str) -> int:
+    """Mount DEVICE's image at TARGET with the kernel's own 9P client, served by a child process.
+
+    The image is opened here first, so a bad one is a one-line error before anything is mounted. The
+    kernel and the server talk over a socketpair (trans=fd); the server lives until the kernel lets go of
+    its end (unmount or poweroff). Returns mount's exit status.
+    """
+    img = docteur.open(device)
+    server, kernel = socket.socketpair()
+    if os.fork() == 0:
+        kernel.close()
+        _serve_child(img, server)
+    server.close()
+    img.close()
+    fd = kernel.fileno()
+    # msize: one request per 512 KiB of a large file keeps the socketpair's round trips few.
+    options = f"ro,trans=fd,rfdno={fd},wfdno={fd},version=9p2000.L,msize=524288,cache=loose"
+    proc = subprocess.run(
+        ["mount", "-t", "9p", "-o", options, "docteur", target], pass_fds=(fd,), stderr=subprocess.PIPE
+    )
+    if proc.returncode != 0:
+        print(f"docteur: {target}: {proc.stderr.decode(errors='replace').strip()}", file=sys.stderr)
+    return proc.returncode
+
+
+def _serve_child(img: docteur.Image, sock: socket.socket) -> None:
+    # The child lets go of the caller's stdin, stdout and stderr (virtio ports open only once at a time, and
+    # the caller's shell goes on once mount returns): what the server logs goes to the console instead.
+    import asyncio
+
+    from docteur.ninep.listen import Listen, serve
+    from docteur.ninep.server import Server
+    from docteur.ninep.tree import TreeFS
+
+    os.setsid()
+    for fd in (0, 1):
+        os.dup2(sock.fileno(), fd)
+    sock.close()
+    console = os.open("/dev/console" if os.path.exists("/dev/console") else os.devnull, os.O_WRONLY)
+    os.dup2(console, 2)
+    os.close(console)
+    try:
+        asyncio.run(serve(Server(TreeFS(img)), Listen("stdio")))
+    finally:
+        os._exit(0)
+
+
 def describe(e: OSError | docteur.DocteurError, device: str) -> str:
     """One line for the user: which file or image, and what is wrong with it."""
     if isinstance(e, OSError):
@@ -49,7 +99,14 @@ def main(argv: list[str]) -> int:
             return 0
         case ["serve", device]:
             return serve(device)
-    print("usage: python3 -m docteur.guest cat DEVICE PATH | serve DEVICE", file=sys.stderr)
+        case ["mount", device, target]:
+            try:
+                return mount(device, target)
+            except (OSError, docteur.DocteurError) as e:
+                print(f"docteur: {describe(e, device)}", file=sys.stderr)
+                return 1
+    usage = "usage: python3 -m docteur.guest cat DEVICE PATH | serve DEVICE | mount DEVICE DIR"
+    print(usage, file=sys.stderr)
     return 2
 
 

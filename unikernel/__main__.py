@@ -1,6 +1,7 @@
 """The Makefile's run, mount and serve targets (boot noise goes to unikernel/build/boot.log).
 
 python -m unikernel run IMAGE FILE       FILE's exact bytes on stdout, read by docteur in the guest
+python -m unikernel disk IMAGE CMD       the guest mounts IMAGE (its own disk) at /mnt, runs CMD
 python -m unikernel mount [--version V] IMAGE CMD
                                          docteur-serve IMAGE on the host; the guest mounts it, runs CMD
 python -m unikernel serve IMAGE SOCKET   the guest serves IMAGE over 9P on the unix socket SOCKET
@@ -32,6 +33,9 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="print FILE of IMAGE, read inside the guest")
     run.add_argument("image")
     run.add_argument("file")
+    disk = sub.add_parser("disk", help="the guest mounts IMAGE, its own disk, at /mnt and runs CMD")
+    disk.add_argument("image")
+    disk.add_argument("cmd")
     mount = sub.add_parser("mount", help="mount IMAGE over 9P in the guest and run CMD")
     mount.add_argument("--version", default="9p2000.L", help="9P dialect (9p2000.L, 9p2000.u, 9p2000)")
     mount.add_argument("image")
@@ -49,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             raise guest.GuestError(f"{args.image}: no such image")
         if args.mode == "run":
             result = guest.run_block(args.image, args.file, log=LOG)
+        elif args.mode == "disk":
+            result = guest.run_disk(args.image, args.cmd, log=LOG)
         elif args.mode == "mount":
             with host.docteur_serve(args.image) as sock:
                 result = guest.run_mounted(sock, args.cmd, args.version, log=LOG)

@@ -2,6 +2,7 @@
 
     from unikernel import guest
     run = guest.run_block("disk.img", "/README.md")       # run.rc, run.stdout (the file's exact bytes)
+    rc, out = guest.run_disk("disk.img", "ls -lR /mnt")   # the guest mounts its own disk at /mnt
     rc, out = guest.run_mounted("/tmp/9p.sock", "ls -lR /mnt")  # any 9P server on a unix socket
     with guest.serving("disk.img", "/tmp/guest.sock"):   # the guest serves the image over 9P there
         ...
@@ -116,6 +117,23 @@ def run_block(
 ) -> Run:
     """Boot with IMAGE as a read-only virtio disk; the guest's docteur reads PATH from /dev/vda."""
     return boot("cat", path, disk=image, timeout=timeout, accel=accel, log=log)
+
+
+def run_disk(
+    image: str | os.PathLike[str],
+    cmd: str,
+    *,
+    timeout: float = 120.0,
+    accel: str | None = None,
+    log: str | os.PathLike[str] | None = None,
+) -> Run:
+    """Boot with IMAGE as a read-only virtio disk, mounted read-only at /mnt; run the shell command CMD.
+
+    docteur inside the guest serves the disk to the guest's own kernel over 9P: nothing runs on the host.
+    The result unpacks as ``rc, stdout``; CMD's stderr is in ``.stderr``. If the image cannot be mounted,
+    rc is 125 and ``.error`` says why.
+    """
+    return boot("disk", cmd, disk=image, timeout=timeout, accel=accel, log=log)
 
 
 def run_mounted(

@@ -51,3 +51,11 @@ def image(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("image") / "disk.img"
     make(str(source), out, date=parse_date("2020-01-01T00:00:00Z"), quiet=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def zstd_image(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tree with its files' contents in zstd frames."""
+    out = tmp_path_factory.mktemp("image") / "zstd.img"
+    make(str(source), out, date=parse_date("2020-01-01T00:00:00Z"), quiet=True, compress="zstd")
+    return out

@@ -1,4 +1,5 @@
-"""9P: the guest kernel mounts the image that docteur-serve serves on the host; the guest as the server."""
+"""9P: the guest kernel mounts the image, served by docteur-serve on the host (mount mode) or by docteur in
+the guest from its own disk (disk mode, zlib and zstd images); the guest as the server (serve mode)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import signal
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,18 @@ def served(image: Path) -> Iterator[Path]:
         yield sock
 
 
+RunCmd = Callable[[str], guest.Run]
+
+
+@pytest.fixture(scope="module", params=["mount", "disk", "disk-zstd"])
+def run_cmd(request: pytest.FixtureRequest, served: Path) -> RunCmd:
+    """CMD run in a guest against /mnt, in each of the modes that mount an image there."""
+    if request.param == "mount":
+        return lambda cmd: guest.run_mounted(served, cmd)
+    image = request.getfixturevalue("image" if request.param == "disk" else "zstd_image")
+    return lambda cmd: guest.run_disk(image, cmd)
+
+
 def lines(section: bytes) -> list[bytes]:
     return section.strip(b"\n").split(b"\n")
 
@@ -57,8 +70,8 @@ def unix_mode(mode: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def survey(served: Path) -> list[bytes]:
-    rc, out = guest.run_mounted(served, SURVEY)
+def survey(run_cmd: RunCmd) -> list[bytes]:
+    rc, out = run_cmd(SURVEY)
     assert rc == 0
     sections = out.split(b"@@\n")
     assert len(sections) == 4
@@ -95,9 +108,9 @@ def test_sha256_of_every_file_matches(survey: list[bytes], source_tree: Tree) ->
     assert sums == {p: hashlib.sha256(c).hexdigest().encode() for p, c in files.items()}
 
 
-def test_writes_fail_read_only(served: Path, source_tree: Tree) -> None:
+def test_writes_fail_read_only(run_cmd: RunCmd, source_tree: Tree) -> None:
     cmd = "".join(f"{w} && echo changed\n" for w in WRITES) + "sha256sum /mnt/README.md; ls /mnt | wc -l\n"
-    run = guest.run_mounted(served, cmd)
+    run = run_cmd(cmd)
     errors = run.stderr.decode().splitlines()
     assert len(errors) == len(WRITES)
     assert all(e.endswith("Read-only file system") for e in errors), errors
