@@ -29,7 +29,7 @@ class Row:
     def goal(self) -> str:
         if self.limit is None:
             return ""
-        return f"≤ {self.limit:.1f}x" if self.relative else f"≤ {self.limit:g} {self.unit}"
+        return f"≤ {self.limit:g}x" if self.relative else f"≤ {self.limit:g} {self.unit}"
 
     @property
     def met(self) -> bool | None:

@@ -10,11 +10,13 @@ Errors are one line on stderr and exit status 1; usage errors exit 2.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import docteur
+
+if TYPE_CHECKING:
+    import socket
 
 CHUNK = 1 << 20
 
@@ -41,6 +43,9 @@ def mount(device: str, target: str) -> int:
     kernel and the server talk over a socketpair (trans=fd); the server lives until the kernel lets go of
     its end (unmount or poweroff). Returns mount's exit status.
     """
+    import socket  # here, not above: cat mode boots faster without them
+    import subprocess
+
     img = docteur.open(device)
     server, kernel = socket.socketpair()
     if os.fork() == 0:
