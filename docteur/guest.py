@@ -67,21 +67,17 @@ def mount(device: str, target: str) -> int:
 def _serve_child(img: docteur.Image, sock: socket.socket) -> None:
     # The child lets go of the caller's stdin, stdout and stderr (virtio ports open only once at a time, and
     # the caller's shell goes on once mount returns): what the server logs goes to the console instead.
-    import asyncio
-
-    from docteur.ninep.listen import Listen, serve
-    from docteur.ninep.server import Server
+    from docteur.ninep.serial import serve_serially
     from docteur.ninep.tree import TreeFS
 
     os.setsid()
     for fd in (0, 1):
-        os.dup2(sock.fileno(), fd)
-    sock.close()
+        os.dup2(os.open(os.devnull, os.O_RDWR), fd)
     console = os.open("/dev/console" if os.path.exists("/dev/console") else os.devnull, os.O_WRONLY)
     os.dup2(console, 2)
     os.close(console)
     try:
-        asyncio.run(serve(Server(TreeFS(img)), Listen("stdio")))
+        serve_serially(TreeFS(img), sock)
     finally:
         os._exit(0)
 

@@ -11,8 +11,9 @@ from typing import NoReturn
 import docteur
 from docteur.bytesource.location import cache_options
 from docteur.ninep.fs import ReadOnlyFS
+from docteur.ninep.limits import MIN_MSIZE, Limits
 from docteur.ninep.listen import DEFAULT_LISTEN, Listen, parse_listen, serve
-from docteur.ninep.server import MIN_MSIZE, Limits, Server
+from docteur.ninep.server import Server
 
 MAX_MSIZE = 1 << 20
 LAYOUTS = ("tree", "datakit")

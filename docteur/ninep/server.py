@@ -12,45 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import itertools
 import logging
-import os
 import socket
 import struct
-from dataclasses import dataclass
 
 from docteur.ninep import wire
 from docteur.ninep.fs import ReadOnlyFS
-from docteur.ninep.session import Call, Session, Work, errno_of, error_reply, negotiate
+from docteur.ninep.limits import Limits
+from docteur.ninep.session import Call, Session, Work, error_reply, failure
 from docteur.ninep.wire import Dialect, Message, MsgType
 from docteur.ninep.workers import Workers
 
 log = logging.getLogger("docteur.ninep")
 
-MIN_MSIZE = 4096  # Linux refuses less, and a stat record must fit
 BULK = (MsgType.TREAD, MsgType.TREADDIR)  # the requests whose replies may be msize long
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one server accepts; the defaults suit the Linux client walking large trees."""
-
-    max_msize: int = 1 << 20
-    max_fids: int = 1 << 18  # Linux keeps a fid per cached dentry
-    max_total_fids: int = 1 << 19  # over all connections: ~250 bytes each, so ~130 MiB at most
-    max_connections: int = 64
-    max_outstanding: int = 64  # requests in flight per connection
-    max_bulk: int = 2  # reads (replies up to msize) built or waiting for the client, per connection
-    # Deadlines in seconds (0: none). Tversion is the first thing any client says, but a QEMU guest's
-    # chardev connects before the guest has booted, so the handshake allows a slow boot under TCG.
-    version_timeout: float = 60.0
-    # Requests are small (a Twalk of 16 names is the largest a read-only server takes): a client writes a
-    # frame at once, so one still arriving after 10 s is a dribbler holding a place.
-    frame_timeout: float = 10.0
-    # A session holding no fid has nothing to lose; a mounted client always holds its root fid, so this
-    # never closes a mount, however quiet.
-    idle_timeout: float = 60.0
 
 
 class Server:
@@ -422,13 +398,7 @@ class Connection(asyncio.Protocol):
             self._consume()  # reading may resume; deadlines may start again
 
     def _failure(self, msg: Message, exc: Exception) -> Message:
-        code = errno_of(exc)
-        if code == errno.EIO:
-            log.error("%s: %s failed: %s: %s", self.peer, msg.type.name, type(exc).__name__, exc)
-            log.debug("%s: traceback", self.peer, exc_info=exc)
-        else:
-            log.debug("%s: %s: %s", self.peer, msg.type.name, os.strerror(code))
-        return error_reply(self.session.dialect, msg.tag, code)
+        return failure(self.session.dialect, msg, exc, self.peer)
 
     def _abort_pending(self) -> None:
         for task in self.pending.values():
@@ -439,16 +409,10 @@ class Connection(asyncio.Protocol):
 
     def version(self, msg: Message) -> None:
         self._abort_pending()  # Tversion ends the session: outstanding requests get no reply
-        dialect = negotiate(msg.text("version"))
-        msize = min(msg.num("msize"), self.limits.max_msize)
-        if dialect is None or msize < MIN_MSIZE:
-            self.session.reset(None, self.limits.max_msize)
-            reply = Message(MsgType.RVERSION, msg.tag, msize=msize, version=b"unknown")
-        else:
-            self.session.reset(dialect, msize)
+        reply = self.session.version(msg, self.limits.max_msize)
+        if self.session.dialect is not None:
             self.versioned = True
-            reply = Message(MsgType.RVERSION, msg.tag, msize=msize, version=dialect.value.encode())
-            log.info("%s: %s, msize %d", self.peer, dialect.value, msize)
+            log.info("%s: %s, msize %d", self.peer, self.session.dialect.value, self.session.msize)
         self.send(reply)
 
     def flush(self, msg: Message) -> None:

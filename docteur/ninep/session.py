@@ -10,6 +10,7 @@ import bisect
 import errno
 import functools
 import hashlib
+import logging
 import os
 import stat as st
 from collections.abc import Callable, Generator
@@ -17,7 +18,10 @@ from typing import Any
 
 from docteur.ninep import wire
 from docteur.ninep.fs import GIT_EXEC, BytesHandle, FsStat, Handle, Node, ReadOnlyFS
+from docteur.ninep.limits import MIN_MSIZE
 from docteur.ninep.wire import Dialect, Message, MsgType, Qid
+
+log = logging.getLogger("docteur.ninep")
 
 INLINE_BYTES = 256 << 10  # files up to this size open in the event loop, larger ones in workers
 RREAD_HEADER = wire.HEADER_SIZE + 4  # Rread and Rreaddir: header + count[4]
@@ -116,6 +120,17 @@ def error_reply(dialect: Dialect | None, tag: int, code: int) -> Message:
     return Message(MsgType.RERROR, tag, ename=ename)
 
 
+def failure(dialect: Dialect | None, msg: Message, exc: Exception, peer: str) -> Message:
+    """The error reply to MSG; a broken image (EIO) is logged, the client's own mistakes only traced."""
+    code = errno_of(exc)
+    if code == errno.EIO:
+        log.error("%s: %s failed: %s: %s", peer, msg.type.name, type(exc).__name__, exc)
+        log.debug("%s: traceback", peer, exc_info=exc)
+    else:
+        log.debug("%s: %s: %s", peer, msg.type.name, os.strerror(code))
+    return error_reply(dialect, msg.tag, code)
+
+
 def negotiate(version: bytes) -> Dialect | None:
     """The dialect to answer to a Tversion string, or None for 'unknown'.
 
@@ -176,6 +191,16 @@ class Session:
         }
         for kind in MUTATIONS:
             self.handlers[kind] = self.refuse
+
+    def version(self, msg: Message, max_msize: int) -> Message:
+        """Tversion: a new session in the dialect and msize both sides accept, or "unknown"."""
+        dialect = negotiate(msg.text("version"))
+        msize = min(msg.num("msize"), max_msize)
+        if dialect is None or msize < MIN_MSIZE:
+            self.reset(None, max_msize)
+            return Message(MsgType.RVERSION, msg.tag, msize=msize, version=b"unknown")
+        self.reset(dialect, msize)
+        return Message(MsgType.RVERSION, msg.tag, msize=msize, version=dialect.value.encode())
 
     def reset(self, dialect: Dialect | None, msize: int) -> None:
         """A new session (Tversion): no fids survive."""
