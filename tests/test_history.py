@@ -7,22 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from histories import git_changes
 from trees import DIR, EXEC, FILE, LINK, git, write_tree
 
 import docteur
 from docteur.make import make
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora"
-STATUS = {"A": "+", "D": "-", "M": "*", "T": "*"}
-
-
-def git_changes(repo: Path, old: str, new: str) -> list[tuple[str, str]]:
-    """What `git diff --no-renames --name-status` says, in DataKit's words."""
-    out = git(repo, "diff", "--no-renames", "--name-status", "-z", old, new).split(b"\0")
-    pairs = zip(out[0::2], out[1::2], strict=False)
-    return [
-        (STATUS[status.decode()], path.decode("utf-8", "surrogateescape")) for status, path in pairs if status
-    ]
 
 
 @pytest.fixture(scope="module")
