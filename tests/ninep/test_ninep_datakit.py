@@ -41,10 +41,19 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return branched_repo(tmp_path_factory.mktemp("datakit") / "repo")
 
 
-@pytest.fixture(scope="module")
-def image(repo: Path) -> Path:
-    out = repo.parent / "refs.img"
-    make(str(repo), out, branch=["main", "feature"], tags=True, history=True, quiet=True)
+@pytest.fixture(scope="module", params=["zlib", "zstd"])
+def image(repo: Path, request: pytest.FixtureRequest) -> Path:
+    """Both kinds of image: in a zstd one, files (history included) are read from its frames."""
+    out = repo.parent / f"refs-{request.param}.img"
+    make(
+        str(repo),
+        out,
+        branch=["main", "feature"],
+        tags=True,
+        history=True,
+        quiet=True,
+        compress=request.param,
+    )
     return out
 
 
@@ -239,10 +248,14 @@ def test_every_mutation_is_refused(client: Client) -> None:
     assert refused(lambda: client.rpc(MsgType.TWRITE, fid=fid, offset=0, data=b"0" * 40)) == errno.EROFS
 
 
-def test_an_image_naming_no_branch_shows_its_commit_as_head(repo: Path, serve: Serve) -> None:
-    out = repo.parent / "plain.img"
-    make(str(repo), out, quiet=True)
+@pytest.mark.parametrize("index", [True, False])
+def test_an_image_naming_no_branch_shows_its_commit_as_head(repo: Path, serve: Serve, index: bool) -> None:
+    out = repo.parent / f"plain-{index}.img"
+    make(str(repo), out, history=True, index=index, quiet=True)  # without the index: OCaml docteur's
     with docteur.open(out) as img, serve(DatakitFS(img)) as s, s.client("9P2000.u") as c:
         assert names(c, "branch") == [b"HEAD"]
         assert c.read("branch/HEAD/head") == f"{rev(repo, 'HEAD')}\n".encode()
         assert c.read("branch/HEAD/ro/a.txt") == git(repo, "show", "HEAD:a.txt")
+        first = rev(repo, "HEAD~2")
+        assert c.read(f"branch/HEAD/diff/{first}") == diff_lines(repo, first, "HEAD")
+        assert c.read(f"snapshots/{first}/ro/sub/b.txt") == git(repo, "show", f"{first}:sub/b.txt")
