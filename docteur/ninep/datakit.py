@@ -51,6 +51,7 @@ KINDS = {GIT_DIR: "D", GIT_FILE: "F", GIT_EXEC: "X", GIT_LINK: "L"}
 _HEX_ID = re.compile(r"^[0-9a-f]{40}$")
 _KINDED_ID = re.compile(r"^([DFXL])-([0-9a-f]{40})$")
 VIEWS = 64  # commits whose views (and their parsed trees) are kept
+DIFFS = 16  # diff/ files kept, read once at lookup (their size) and again at open: ~40 bytes a changed file
 
 
 def _missing(path: str) -> FileNotFoundError:
@@ -138,9 +139,7 @@ class DatakitFS(ReadOnlyFS):
         """The node at `path` outside the trees: a directory of DataKit's, or one of its files."""
         parts = path.split("/")
         top, rest = parts[0], parts[1:]
-        if top in ("branch", "snapshots", "remotes") and not rest:
-            return self._dir(path, self.img.commit)
-        if top == "trees" and not rest:
+        if top in ("branch", "remotes", "snapshots", "trees") and not rest:
             return self._dir(path, self.img.commit)
         if top == "trees" and len(rest) == 1:
             return self._object(path, rest[0])
@@ -178,14 +177,11 @@ class DatakitFS(ReadOnlyFS):
     def _watch_node(self, path: str, commit: str, below: list[str]) -> Node:
         """watch/ and its <name>.node/ directories, any path whether it exists or not, and their
         tree.live."""
-        if below and below[-1] == LIVE:
-            below = below[:-1]
-            leaf = True
-        else:
-            leaf = False
-        if not all(name.endswith(NODE) and len(name) > len(NODE) for name in below):
+        live = bool(below) and below[-1] == LIVE
+        nodes = below[:-1] if live else below
+        if not all(name.endswith(NODE) and len(name) > len(NODE) for name in nodes):
             raise _missing(path)
-        return self._file_node(path, commit) if leaf else self._dir(path, commit)
+        return self._file_node(path, commit) if live else self._dir(path, commit)
 
     def _dir(self, path: str, oid: str) -> Node:
         return Node(path, GIT_DIR, 0, oid)
@@ -240,7 +236,7 @@ class DatakitFS(ReadOnlyFS):
             return info.message
         return "".join(f"{p}\n" for p in info.parents).encode()
 
-    @functools.lru_cache(maxsize=256)  # noqa: B019 - the filesystem lives as long as the server
+    @functools.lru_cache(maxsize=DIFFS)  # noqa: B019 - the filesystem lives as long as the server
     def _diff(self, commit: str, base: str) -> bytes:
         """diff/<base> under `commit`: what changed from `base` to `commit`, a line per file."""
         new, old = self._view(commit, commit), self._view(base, base)
