@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import corpora, index, makes, peers, reads, startup
+from bench import corpora, history, index, makes, peers, reads, startup
 from bench.images import image_of
 from bench.table import Row, render, save
 
@@ -59,6 +59,8 @@ def main(argv: list[str]) -> int:
     rows.append(index.make_time(pages, max(1, runs // 2)))
     rows += [index.make_time(c, runs) for c in real]
     rows.append(startup.cat_start(made["tiny"], runs))
+    print("diffing across history...", file=sys.stderr)
+    rows += history.rows(pages, runs)
     if not args.no_peers:
         for name in peers.modules():
             print(f"running {name}...", file=sys.stderr)

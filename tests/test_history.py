@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from histories import git_changes
 from trees import DIR, EXEC, FILE, LINK, git, write_tree
 
 import docteur
+from bench.corpora import SHARED
 from docteur.make import make
-
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora"
-STATUS = {"A": "+", "D": "-", "M": "*", "T": "*"}
-
-
-def git_changes(repo: Path, old: str, new: str) -> list[tuple[str, str]]:
-    """What `git diff --no-renames --name-status` says, in DataKit's words."""
-    out = git(repo, "diff", "--no-renames", "--name-status", "-z", old, new).split(b"\0")
-    pairs = zip(out[0::2], out[1::2], strict=False)
-    return [
-        (STATUS[status.decode()], path.decode("utf-8", "surrogateescape")) for status, path in pairs if status
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +87,33 @@ def test_cli_diff_lines_and_json(repo: Path, tmp_path: Path, cli) -> None:
     assert done.stdout.decode() == "".join(f"{w} {p}\n" for w, p in git_changes(repo, "HEAD~1", "HEAD"))
     missing = cli("docteur", "diff", image, "nope", "HEAD")
     assert missing.returncode == 1 and b"no ref or commit 'nope'" in missing.stderr
+
+
+def test_diff_and_log_skip_typer_and_behave_the_same(repo: Path, tmp_path: Path, cli) -> None:
+    image = tmp_path / "h.img"
+    make(str(repo), image, history=True, quiet=True)
+    first = git(repo, "rev-parse", "HEAD~1").decode().strip()
+    cases = [
+        ["diff", image, first, "HEAD"],
+        ["diff", image, "HEAD", first],
+        ["diff", image, "nope", "HEAD"],
+        ["log", image],
+        ["log", image, first],
+        ["log", tmp_path / "missing.img"],
+    ]
+    for args in cases:
+        fast = cli("docteur", *args)
+        typer = subprocess.run([sys.executable, "-m", "docteur", *map(str, args)], capture_output=True)
+        assert fast.stdout or fast.stderr, args
+        assert (fast.returncode, fast.stdout, fast.stderr) == (typer.returncode, typer.stdout, typer.stderr)
+    for args in cases[0], cases[3]:
+        imports = subprocess.run(
+            [sys.executable, "-X", "importtime", Path(sys.executable).parent / "docteur", *map(str, args)],
+            capture_output=True,
+            check=True,
+        ).stderr.decode()
+        modules = {line.split("|")[-1].strip().split(".")[0] for line in imports.splitlines()}
+        assert "docteur" in modules and not modules & {"typer", "click", "rich"}, args
 
 
 @pytest.mark.skipif(not (SHARED / "peps.git").is_dir(), reason="../shared/corpora is not here")

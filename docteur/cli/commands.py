@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from docteur.cli.errors import EXIT_FAILURE, one_line_errors
+
+# Not `from typing import TYPE_CHECKING`: typing alone costs the fast paths ~8 ms of start-up.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from docteur.fs.image import Image, Stat, View

@@ -10,7 +10,10 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+
+TYPE_CHECKING = False  # not typing's: importing typing costs the fast paths their start-up
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 EXIT_FAILURE = 1  # the command ran and failed (bad image, missing path, bad source, verification problems)
 EXIT_USAGE = 2  # the command line itself is wrong

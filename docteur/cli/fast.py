@@ -2,7 +2,8 @@
 when their arguments are only plain positionals, and hand anything else (an option, --help, a wrong count,
 shell completion) to the typer app, so usage, help and errors stay exactly the same. `docteur patch` and
 `docteur delta` in their usual spelling (`docteur patch OLD UPDATE -o NEW`) skip it too: a device applying
-an update pays for no more than the update.
+an update pays for no more than the update. So do `docteur diff IMAGE A B` and `docteur log IMAGE [REF]`,
+which scripts call in loops as they call git diff and git log.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import sys
 
 from docteur.cli import commands
 
+# docteur's subcommands with a fast path in their plain spelling: how many positionals they take.
+HISTORY = {"diff": (3, 3), "log": (1, 2)}
 
-def _plain(prog: str, low: int, high: int | None) -> list[str] | None:
-    """The arguments, when they are `low`..`high` positionals and no completion is under way."""
-    args = sys.argv[1:]
+
+def _plain(prog: str, low: int, high: int | None, args: list[str] | None = None) -> list[str] | None:
+    """The arguments (the script's, by default), when they are `low`..`high` positionals and no
+    completion is under way."""
+    args = sys.argv[1:] if args is None else args
     if f"_{prog.upper().replace('-', '_')}_COMPLETE" in os.environ:
         return None
     if any(a.startswith("-") for a in args) or len(args) < low or (high is not None and len(args) > high):
@@ -72,8 +77,13 @@ def _update_command(args: list[str]) -> tuple[str, list[str]] | None:
 
 
 def main() -> None:
-    """`docteur`: the typer app, but for the usual spelling of patch and delta."""
-    found = _update_command(sys.argv[1:])
+    """`docteur`: the typer app, but for the usual spelling of patch, delta, diff and log."""
+    args = sys.argv[1:]
+    if args and args[0] in HISTORY:
+        plain = _plain("docteur", *HISTORY[args[0]], args[1:])
+        if plain is not None:
+            return commands.diff(*plain) if args[0] == "diff" else commands.log(*plain)
+    found = _update_command(args)
     if found is None:
         from docteur.cli.main import main as with_typer
 

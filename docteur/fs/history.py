@@ -33,8 +33,10 @@ def _files(load: LoadTree, tree: bytes, prefix: bytes) -> Iterator[bytes]:
         pending.extend(reversed(later))
 
 
-def _keyed(rows: list[TreeRow]) -> list[tuple[bytes, TreeRow]]:
-    return [(name + b"/" if mode == _DIR_TEXT else name, (mode, name, oid)) for mode, name, oid in rows]
+def _key(row: TreeRow) -> bytes:
+    """A row's name as Git sorts it: a directory's with '/' after it (a file and a directory of one name
+    are two entries, not one changed)."""
+    return row[1] + b"/" if row[0] == _DIR_TEXT else row[1]
 
 
 def diff_trees(load: LoadTree, old: bytes, new: bytes) -> list[tuple[str, bytes]]:
@@ -45,30 +47,22 @@ def diff_trees(load: LoadTree, old: bytes, new: bytes) -> list[tuple[str, bytes]
     pending = [(old, new, b"")]
     while pending:
         a, b, prefix = pending.pop()
-        left, right = _keyed(load(a)), _keyed(load(b))
-        i = j = 0
-        later = []
-        while i < len(left) or j < len(right):
-            ka = left[i][0] if i < len(left) else None
-            kb = right[j][0] if j < len(right) else None
-            if kb is None or (ka is not None and ka < kb):
-                out += _changes(load, REMOVED, left[i][1], prefix)
-                i += 1
-            elif ka is None or kb < ka:
-                out += _changes(load, ADDED, right[j][1], prefix)
-                j += 1
+        left, right = load(a), load(b)
+        # The rows both trees hold (most of them) are set aside in C; only the others are looked at.
+        same = set(left).intersection(right)
+        gone = {_key(row): row for row in left if row not in same}
+        came = {_key(row): row for row in right if row not in same}
+        for key, row in gone.items():
+            other = came.get(key)
+            if other is None:
+                out += _changes(load, REMOVED, row, prefix)
+            elif row[0] == _DIR_TEXT:  # the same key: both directories, with different trees
+                pending.append((row[2], other[2], prefix + row[1] + b"/"))
             else:
-                (mode_a, name, oid_a), (mode_b, _, oid_b) = left[i][1], right[j][1]
-                if oid_a != oid_b or mode_a != mode_b:
-                    if mode_a == _DIR_TEXT:
-                        later.append((oid_a, oid_b, prefix + name + b"/"))
-                    else:
-                        out.append((MODIFIED, prefix + name))
-                i += 1
-                j += 1
-        # Subtrees after this level's files, in order: the list comes out in Git order.
-        for item in reversed(later):
-            pending.append(item)
+                out.append((MODIFIED, prefix + row[1]))
+        for key, row in came.items():
+            if key not in gone:
+                out += _changes(load, ADDED, row, prefix)
     return sorted(out, key=lambda change: change[1])
 
 

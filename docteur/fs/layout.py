@@ -18,9 +18,8 @@ never contain NUL). The root's key is "/"; any other directory's is "/" + its pa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
-
-import datrie
 
 from docteur.errors import CorruptImageError
 from docteur.fs.entry import UNKNOWN, Entry, is_dir, missing, not_a_directory
@@ -30,6 +29,10 @@ ALPHABET = [("\x01", "\xff")]
 _DIR_TEXT = b"%o" % MODE_DIR
 _FILE_TEXTS = frozenset(text for text, mode in MODE_OF_TEXT.items() if not is_dir(mode))
 _new_tuple = tuple.__new__  # builds an Entry without namedtuple's Python-level __new__ (2x faster)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datrie
 
 LoadTree = Callable[[bytes], tuple[list[TreeRow], tuple[bytes, ...], object]]
 
@@ -52,9 +55,16 @@ class TrieLayout:
         self.root = Entry(b"", MODE_DIR, root, 0, UNKNOWN, UNKNOWN)
         self._load_tree = load_tree
         self._max_entries = max_entries
-        self._dirs = datrie.Trie(ranges=ALPHABET)
         self._entries = 0  # entries held by the loaded directories
         self._clock = 0
+
+    @functools.cached_property
+    def _dirs(self) -> datrie.Trie:
+        """The loaded directories, made at the first lookup: a view that only compares trees or lists
+        commits (docteur diff, docteur log) never pays datrie's import."""
+        import datrie
+
+        return datrie.Trie(ranges=ALPHABET)
 
     def lookup(self, path: bytes) -> Entry:
         """The entry at a normalized path; FileNotFoundError / NotADirectoryError as the OS would."""

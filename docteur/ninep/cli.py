@@ -81,7 +81,10 @@ def parser() -> argparse.ArgumentParser:
         help=f"tcp:HOST:PORT, unix:PATH or stdio (one session on stdin/stdout, tty or not); {DEFAULT_LISTEN}",
     )
     p.add_argument(
-        "--layout", choices=LAYOUTS, default="tree", help="tree (default) or datakit's /ro /snapshots /trees"
+        "--layout",
+        choices=LAYOUTS,
+        default="tree",
+        help="tree (default): the commit's tree; datakit: DataKit's /branch /snapshots /trees /remotes",
     )
     p.add_argument("--uid", type=_bounded(0, 0xFFFFFFFE), default=0, help="owner of every file (default 0)")
     p.add_argument("--gid", type=_bounded(0, 0xFFFFFFFE), default=0, help="group of every file (default 0)")

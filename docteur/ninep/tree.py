@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from docteur.fs.image import Image
+from docteur.fs.image import Image, View
 from docteur.ninep.contents import Contents
 from docteur.ninep.fs import GIT_DIR, FsStat, Handle, Node, ReadOnlyFS, child_path
 
@@ -22,7 +22,8 @@ def image_statfs(img: Image) -> FsStat:
 
 
 class TreeFS(ReadOnlyFS):
-    """The commit's tree, optionally shown under ``prefix`` (the datakit layout mounts it at 'ro').
+    """The tree of the image's commit, or of ``view`` (another commit of it), optionally shown under
+    ``prefix`` (the datakit layout mounts trees at branch/<name>/ro and snapshots/<commit>/ro).
 
     The reader's caches are not meant for concurrent use: ``lock`` (shared with whoever else reads the
     same image) serialises the calls.
@@ -32,12 +33,14 @@ class TreeFS(ReadOnlyFS):
         self,
         img: Image,
         *,
+        view: View | None = None,
         prefix: str = "",
         lock: threading.RLock | None = None,
         contents: Contents | None = None,
     ) -> None:
         super().__init__(img.info.commit_time, lock)
         self.img = img
+        self.view: View = view if view is not None else img
         self.prefix = prefix
         self.contents = contents or Contents()
 
@@ -46,17 +49,17 @@ class TreeFS(ReadOnlyFS):
         return path[len(self.prefix) + 1 :] if self.prefix else path
 
     def root(self) -> Node:
-        return Node(self.prefix, GIT_DIR, 0, self.img.tree)
+        return Node(self.prefix, GIT_DIR, 0, self.view.tree)
 
     def lookup(self, parent: Node, name: str) -> Node:
         path = child_path(parent, name)
         with self.lock:
-            stat = self.img.stat(self.inner(path))
+            stat = self.view.stat(self.inner(path))
         return Node(path, stat.mode, stat.size, stat.oid)
 
     def entries(self, node: Node) -> list[Node]:
         with self.lock:
-            listing = self.img.scandir(self.inner(node.path))
+            listing = self.view.scandir(self.inner(node.path))
         return [Node(child_path(node, name), s.mode, s.size, s.oid) for name, s in listing]
 
     def open(self, node: Node) -> Handle:
@@ -64,11 +67,11 @@ class TreeFS(ReadOnlyFS):
 
     def _read(self, path: str) -> bytes:
         with self.lock:
-            return self.img.read(self.inner(path))
+            return self.view.read(self.inner(path))
 
     def readlink(self, node: Node) -> str:
         with self.lock:
-            return self.img.readlink(self.inner(node.path))
+            return self.view.readlink(self.inner(node.path))
 
     def statfs(self) -> FsStat:
         return image_statfs(self.img)

@@ -17,20 +17,17 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
-from gitservers import Symlink, make_repo
 from trees import DIR, EXEC, LINK, read_fs_tree
 
 import docteur
-from docteur.make import make, parse_date
 from docteur.ninep.contents import Contents
-from docteur.ninep.datakit import DatakitFS
 from docteur.ninep.listen import DEFAULT_LISTEN, parse_listen
 from docteur.ninep.tree import TreeFS
 from docteur.ninep.wire import Message, MsgType
 
-from .client import Client, Fds, P9Error
+from .client import Client, Fds
 from .conftest import Served
-from .sample import COMMIT_TIME, DATE, Sample
+from .sample import COMMIT_TIME, Sample
 
 Serve = Callable[..., AbstractContextManager[Served]]
 BIN = Path(sys.executable).parent
@@ -131,79 +128,6 @@ def test_statfs_describes_the_image(tree_served: Served, sample: Sample) -> None
         assert fs.num("blocks") * fs.num("bsize") >= sample.image.stat().st_size - fs.num("bsize")
         assert fs.num("files") == len(img.objects)
         assert fs.num("fsid") == int(img.commit[:16], 16)
-
-
-# -- datakit ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    root = tmp_path_factory.mktemp("history")
-    files = {"a.txt": b"0123456789" * 10, "sub/b.txt": b"abcdefghij" * 3, "ln": Symlink(b"a.txt")}
-    repo = make_repo(root / "repo.git", files, commits=3)  # type: ignore[arg-type]
-    image = root / "history.img"
-    make(str(repo.path), image, history=True, date=parse_date(DATE), quiet=True)
-    return image, list(repo.commits)
-
-
-@pytest.fixture
-def datakit(history: tuple[Path, list[str]], serve: Serve) -> Iterator[Served]:
-    with docteur.open(history[0]) as img, serve(DatakitFS(img)) as s:
-        yield s
-
-
-def test_datakit_head(datakit: Served, history: tuple[Path, list[str]]) -> None:
-    _first, second, head = history[1]
-    with datakit.client() as c:
-        assert [n for n, _, _ in c.listdir("")][2:] == [
-            b"hash",
-            b"msg",
-            b"parents",
-            b"ro",
-            b"snapshots",
-            b"trees",
-        ]
-        assert c.read("hash") == f"{head}\n".encode()
-        assert c.read("msg") == b"commit 3 of 3\n"
-        assert c.read("parents") == f"{second}\n".encode()
-        assert c.read("ro/a.txt") == b"0123456789" * 10
-        fid, _ = c.walk("ro/ln")
-        assert c.rpc(MsgType.TREADLINK, fid=fid).text("target") == b"a.txt"
-        assert c.getattr("hash").num("size") == 41
-        assert [n for n, _, _ in c.listdir("snapshots")] == [b".", b".."]  # reached by id only
-        assert [n for n, _, _ in c.listdir("trees")] == [b".", b".."]
-
-
-def test_datakit_snapshots_and_trees(datakit: Served, history: tuple[Path, list[str]]) -> None:
-    first, _second, head = history[1]
-    with datakit.client() as c, docteur.open(history[0]) as img:
-        base = f"snapshots/{first}"
-        assert [n for n, _, _ in c.listdir(base)][2:] == [b"hash", b"msg", b"parents", b"ro"]
-        assert c.read(f"{base}/hash") == f"{first}\n".encode()
-        assert c.read(f"{base}/parents") == b""
-        assert c.read(f"{base}/msg") == b"commit 1 of 3\n"
-        assert c.read(f"{base}/ro/a.txt") == (b"0123456789" * 10)[:33]  # the first third of its final bytes
-        assert c.read(f"{base}/ro/sub/b.txt") == b"abcdefghij"
-        assert c.getattr(f"{base}/ro/a.txt").num("size") == 33
-        assert {n for n, _, _ in c.listdir(f"{base}/ro")} == {b".", b"..", b"a.txt", b"ln", b"sub"}
-        assert c.getattr(f"{base}/ro/ln").num("mode") == stat.S_IFLNK | 0o777
-        assert c.read(f"snapshots/{head}/ro/a.txt") == c.read("ro/a.txt")
-        _kind, data = img.objects.get(first)
-        tree = data.split(b"\n", 1)[0].split()[1].decode()
-        assert {n for n, _, _ in c.listdir(f"trees/{tree}")} == {b".", b"..", b"a.txt", b"ln", b"sub"}
-        blob = img.stat("a.txt").oid
-        assert c.read(f"trees/{blob}") == b"0123456789" * 10
-        for missing in (f"snapshots/{tree}", f"snapshots/{'0' * 40}", f"trees/{first}", "trees/zz", "nope"):
-            with pytest.raises(P9Error):
-                c.walk(missing)
-
-
-def test_datakit_is_read_only(datakit: Served) -> None:
-    with datakit.client() as c:
-        fid, _ = c.walk("snapshots")
-        with pytest.raises(P9Error) as caught:
-            c.rpc(MsgType.TMKDIR, dfid=fid, name=b"x", mode=0o755, gid=0)
-        assert caught.value.errno == 30
 
 
 # -- the command --------------------------------------------------------------------------------------
