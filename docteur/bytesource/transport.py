@@ -39,7 +39,11 @@ REDIRECTS = (301, 302, 303, 307, 308)
 RETRIED_STATUSES = (408, 425, 429, 500, 502, 503, 504)
 MIN_RATE = 32 << 10  # bytes/s: a body arriving slower than this on average is stalled
 MAX_BACKOFF = 5.0
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+# ASCII digits, at most 19 of them: str.isdigit() and \d take other digits too ("²" is a digit to
+# isdigit, not to int()), and int() refuses more than 4,300 digits with a ValueError.
+_NUMBER = r"([0-9]{1,19})"
+_CONTENT_RANGE = re.compile(rf"bytes {_NUMBER}-{_NUMBER}/{_NUMBER}")
+SHOWN = 160  # characters of a server's text a message quotes at the most
 T = TypeVar("T")
 
 
@@ -175,19 +179,19 @@ class Transport:
                 if resp.status == 304 and known is not None:
                     etag = resp.headers.get("ETag")
                     if etag and etag != known.etag:
-                        raise _Retry(f"answered 304 with ETag {etag}, not the {known.etag} asked about")
+                        raise _Retry(f"answered 304 with ETag {_quoted(etag)}, not the {known.etag} asked")
                     return known, None
                 if resp.status == 416:  # nothing to range over: an empty file
                     return self._pin_of(resp, 0), b""
                 if resp.status == 200:
                     # The server ignores Range. That is fine only when the whole image is what was asked for.
-                    declared = resp.headers.get("Content-Length")
-                    if declared is None or not declared.isdigit() or int(declared) > length:
+                    declared = _number(resp.headers.get("Content-Length"))
+                    if declared is None or declared > length:
                         raise RemoteError(
                             f"{self.name}: the server ignores Range requests (it answered 200 with the whole "
                             "image): serve it from a server that supports byte ranges"
                         )
-                    data = self._body(resp, int(declared))
+                    data = self._body(resp, declared)
                     return self._pin_of(resp, len(data)), data
                 self._check_status(resp, 206)
                 first, last, total = self._content_range(resp)
@@ -273,8 +277,13 @@ class Transport:
             if resp.status not in REDIRECTS or not location:
                 return resp, url
             _finish(resp)
-            url = urljoin(url, location)
-            if urlsplit(url).scheme not in ("http", "https"):
+            try:
+                url = urljoin(url, location)
+                parts = urlsplit(url)
+                _ = parts.port  # raises ValueError when out of range
+            except ValueError:
+                raise RemoteError(f"{self.name}: redirected to a URL that does not parse") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise RemoteError(f"{self.name}: redirected to a URL that is not http(s)")
         raise RemoteError(f"{self.name}: more than {self._max_redirects} redirects")
 
@@ -284,30 +293,30 @@ class Transport:
             encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
                 raise RemoteError(
-                    f"{self.name}: the server sent Content-Encoding {encoding}, which was not asked for "
-                    "(Accept-Encoding: identity)"
+                    f"{self.name}: the server sent Content-Encoding {_quoted(encoding)}, which was not "
+                    "asked for (Accept-Encoding: identity)"
                 )
             if resp.headers.get("Content-Type", "").startswith("multipart/"):
                 raise _Retry("answered a multipart body to a one-range request")
             return
         if status in RETRIED_STATUSES:
-            raise _Retry(f"HTTP {status} {resp.reason or ''}".strip(), _retry_after(resp))
+            raise _Retry(f"HTTP {status} {_shown(resp.reason or '')}".strip(), _retry_after(resp))
         if status in (401, 407):
             raise RemoteError(f"{self.name}: authentication required or refused (HTTP {status})")
         if status == 403:
             raise RemoteError(f"{self.name}: access forbidden (HTTP 403)")
         if status in (404, 410):
             raise RemoteError(f"{self.name}: no such image on the server (HTTP {status})")
-        raise RemoteError(f"{self.name}: unexpected answer HTTP {status} {resp.reason or ''}".strip())
+        raise RemoteError(f"{self.name}: unexpected answer HTTP {status} {_shown(resp.reason or '')}".strip())
 
     def _content_range(self, resp: urllib3.BaseHTTPResponse) -> tuple[int, int, int]:
         value = resp.headers.get("Content-Range", "")
         match = _CONTENT_RANGE.fullmatch(value.strip())
         if match is None:
-            raise _Retry(f"answered 206 with Content-Range {value!r}, not bytes FIRST-LAST/SIZE")
+            raise _Retry(f"answered 206 with Content-Range {_quoted(value)}, not bytes FIRST-LAST/SIZE")
         first, last, total = map(int, match.groups())
         if not first <= last < total:
-            raise _Retry(f"answered an impossible Content-Range {value!r}")
+            raise _Retry(f"answered an impossible Content-Range {_quoted(value)}")
         return first, last, total
 
     def _check_same(self, resp: urllib3.BaseHTTPResponse, pin: Pin) -> None:
@@ -323,8 +332,8 @@ class Transport:
     def _body(self, resp: urllib3.BaseHTTPResponse, length: int) -> bytes:
         """Exactly `length` bytes of body, within a deadline that a stalled or trickling body misses."""
         declared = resp.headers.get("Content-Length")
-        if declared is not None and declared.strip() != str(length):
-            raise _Retry(f"announced a {declared.strip()}-byte body where {length} were asked for")
+        if declared is not None and _number(declared) != length:
+            raise _Retry(f"announced a {_shown(declared.strip())}-byte body where {length} were asked for")
         deadline = time.monotonic() + self._timeout + length / MIN_RATE
         chunks = []
         got = 0
@@ -350,7 +359,7 @@ class Transport:
             except _Retry as e:
                 if n == self._retries:
                     tries = f" ({n + 1} attempts)" if n else ""
-                    raise RemoteError(f"{self.name}: {e.args[0]}{tries}") from None
+                    raise RemoteError(f"{self.name}: {_shown(e.args[0])}{tries}") from None
                 pause = min(MAX_BACKOFF, self._backoff * 2**n) * random.uniform(0.5, 1.5)
                 hinted = e.args[1] if len(e.args) > 1 else None
                 pause = min(MAX_BACKOFF, max(pause, hinted or 0.0))
@@ -360,8 +369,23 @@ class Transport:
 
 
 def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
-    value = resp.headers.get("Retry-After", "")
-    return float(value) if value.strip().isdigit() else None
+    return _number(resp.headers.get("Retry-After"))
+
+
+def _number(value: str | None) -> int | None:
+    """A header's non-negative integer, or None when it is not one (missing, not ASCII digits, too long)."""
+    match = re.fullmatch(_NUMBER, value.strip()) if value is not None else None
+    return int(match.group(1)) if match else None
+
+
+def _shown(text: str) -> str:
+    """A server's text made fit for a one-line message: control characters escaped, at most SHOWN long."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
+
+
+def _quoted(value: str) -> str:
+    return repr(_shown(value))
 
 
 def _finish(resp: urllib3.BaseHTTPResponse) -> None:
