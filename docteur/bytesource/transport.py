@@ -16,11 +16,14 @@ range, but urllib3 reads 1 MiB ranges at ~750 MB/s against ~330 MB/s, needs no e
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import netrc
 import os
 import random
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import astuple, dataclass
@@ -28,6 +31,7 @@ from typing import TypeVar
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError, NameResolutionError, ProtocolError, SSLError
 
 from docteur.errors import ImageChangedError, RemoteError
@@ -117,6 +121,76 @@ class _Retry(Exception):
     """A failure another attempt may cure; its message says what happened."""
 
 
+# When the answer this thread is reading must have arrived, status line, headers and body: a per-read
+# timeout alone lets a server that sends a byte now and then (or 100 Continue for ever) hold a reader.
+_answer = threading.local()
+
+
+class _DeadlineIO(io.RawIOBase):
+    """A socket's reads, each waiting no longer than its thread's answer deadline leaves."""
+
+    def __init__(self, sock: socket.socket, raw: io.RawIOBase) -> None:
+        self._sock, self._raw = sock, raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int | None:  # type: ignore[override]
+        deadline = getattr(_answer, "deadline", None)
+        if deadline is None:
+            return self._raw.readinto(buffer)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the answer did not arrive in time")
+        timeout = self._sock.gettimeout()
+        self._sock.settimeout(left if timeout is None else min(timeout, left))
+        try:
+            return self._raw.readinto(buffer)
+        finally:
+            self._sock.settimeout(timeout)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _Guarded:
+    """A connected socket whose binary file (what http.client reads an answer from) keeps the deadline."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def makefile(self, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if mode != "rb":
+            return self._sock.makefile(mode, *args, **kwargs)  # type: ignore[call-overload]
+        # The socket's own unbuffered file underneath: it counts as a reference to the socket, which a
+        # connection closed early (Connection: close) must keep open for the answer's body.
+        return io.BufferedReader(_DeadlineIO(self._sock, self._sock.makefile("rb", buffering=0)))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+class _Connection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _Guarded(self.sock)  # type: ignore[assignment]
+
+
+class _TLSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _Guarded(self.sock)  # type: ignore[assignment]
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection  # type: ignore[assignment]
+
+
 class Transport:
     """Exactly-the-asked-for byte ranges of the image at `url`, once `contact` has pinned it."""
 
@@ -153,6 +227,7 @@ class Transport:
             retries=False,
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
         )
+        self._http.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}  # type: ignore[dict-item]
         self.pin: Pin | None = None
         self.requests = 0  # sent, retries and redirects included
 
@@ -202,7 +277,7 @@ class Transport:
             finally:
                 _finish(resp)
 
-        pin, data = self._attempts(attempt)
+        pin, data = self._attempts(attempt, length)
         self.pin = pin
         log.debug("%s: pinned: %d bytes, ETag %s, Last-Modified %s", self.name, *astuple(pin))
         return pin, data
@@ -239,7 +314,7 @@ class Transport:
             finally:
                 _finish(resp)
 
-        return self._attempts(attempt)
+        return self._attempts(attempt, end - start)
 
     # -- one attempt's parts -----------------------------------------------------------------------
 
@@ -330,11 +405,12 @@ class Transport:
         return Pin(size, resp.headers.get("ETag", ""), resp.headers.get("Last-Modified", ""))
 
     def _body(self, resp: urllib3.BaseHTTPResponse, length: int) -> bytes:
-        """Exactly `length` bytes of body, within a deadline that a stalled or trickling body misses."""
+        """Exactly `length` bytes of body, by the answer's deadline, which a stalled or trickling body
+        misses."""
         declared = resp.headers.get("Content-Length")
         if declared is not None and _number(declared) != length:
             raise _Retry(f"announced a {_shown(declared.strip())}-byte body where {length} were asked for")
-        deadline = time.monotonic() + self._timeout + length / MIN_RATE
+        deadline = _answer.deadline
         chunks = []
         got = 0
         try:
@@ -347,13 +423,18 @@ class Transport:
                 if time.monotonic() > deadline:
                     raise _Retry(f"sent {got} of {length} bytes too slowly")
         except (HTTPError, OSError) as e:
+            if time.monotonic() >= deadline:
+                raise _Retry(f"sent {got} of {length} bytes too slowly") from None
             raise _Retry(f"failed after {got} of {length} bytes: {_reason(e)}") from None
         return b"".join(chunks)
 
     # -- retries -----------------------------------------------------------------------------------
 
-    def _attempts(self, attempt: Callable[[], T]) -> T:
+    def _attempts(self, attempt: Callable[[], T], length: int) -> T:
+        """attempt() until it succeeds or fails for good; each must have its answer of `length` bytes
+        within the timeout and the time the body takes at MIN_RATE."""
         for n in range(self._retries + 1):
+            _answer.deadline = time.monotonic() + self._timeout + length / MIN_RATE
             try:
                 return attempt()
             except _Retry as e:
@@ -365,6 +446,8 @@ class Transport:
                 pause = min(MAX_BACKOFF, max(pause, hinted or 0.0))
                 log.debug("%s: %s; trying again in %.2f s", self.name, e.args[0], pause)
                 time.sleep(pause)
+            finally:
+                _answer.deadline = None
         raise AssertionError("unreachable")
 
 
