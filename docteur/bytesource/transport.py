@@ -422,6 +422,10 @@ class Transport:
                 got += len(chunk)
                 if time.monotonic() > deadline:
                     raise _Retry(f"sent {got} of {length} bytes too slowly")
+            # A body without Content-Length (chunked) must end here too: one that goes on is not the
+            # range asked for, its first bytes no more than the rest (a chunk size that lies shifts them).
+            if resp.length_remaining is None and resp.read1(1):
+                raise _Retry(f"sent more than the {length} bytes asked for")
         except (HTTPError, OSError) as e:
             if time.monotonic() >= deadline:
                 raise _Retry(f"sent {got} of {length} bytes too slowly") from None
