@@ -86,6 +86,9 @@ REGRESSIONS = [
     ("refs", 306, "paths section"),
     # The refs section's reserved field, re-sealed non-zero: docteur-verify accepted the image.
     ("zstd", 1138, "refs zero"),
+    # A ref moved to the commit another ref names, re-sealed: the path index still indexed the commit
+    # it had named, and docteur-verify accepted an index of a commit no ref names.
+    ("refs", 1679, "refs commit #1"),
 ]
 
 
