@@ -2,7 +2,8 @@
 
 The first request pins the image (its size, ETag and Last-Modified); every later one asks for exactly one
 byte range with `If-Range` on the pin and is checked before a byte is used: status 206, the `Content-Range`
-asked for, the pinned size and validators, no `Content-Encoding`, the full length. Failures that a second
+asked for, the pinned size and validators, no `Content-Encoding`, the full length and no more, all of
+it by one deadline per attempt (status line and headers included). Failures that a second
 try may cure (connection refused or reset, timeouts, a stalled or short body, 408/429/5xx, a wrong range)
 are retried a bounded number of times with exponential backoff and jitter; the others, and a last failed
 try, raise one RemoteError that names the URL without its credentials. An image that changed since it was
