@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,8 +63,12 @@ WRITERS: dict[str, Command] = {
     "make": lambda i, target: [BIN / "docteur-make", i.source, target, "-q", "-d", DATE],
     "reindex": lambda i, target: [BIN / "docteur", "reindex", i.plain, "-o", target],
     "convert": lambda i, target: [BIN / "docteur", "convert", i.plain, target, "--compress", "zstd", "-q"],
+    "delta": lambda i, target: [BIN / "docteur", "delta", i.old, i.new, "-o", target, "-q"],
     "patch": lambda i, target: [BIN / "docteur", "patch", i.old, i.update, "-o", target],
+    # OLD patched into NEW where it lies: the target starts as OLD.
+    "patch in place": lambda i, target: [BIN / "docteur", "patch", target, i.update, "-o", target],
 }
+IN_PLACE = {"patch in place"}
 
 
 def _start(command: list[str | Path], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -94,8 +99,11 @@ def test_sigkill_leaves_the_old_file_nothing_or_the_new_one(
     scratch = tmp_path / "tmp"  # the writers' TMPDIR, which must be empty once a run has ended
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
+    in_place = writer in IN_PLACE
     timed = tmp_path / "timed" / "disk.img"
     timed.parent.mkdir()
+    if in_place:
+        shutil.copyfile(inputs.old, timed)
     started = time.monotonic()
     proc = _start(command(inputs, timed), env)
     _until_scratch(proc, timed, scratch)
@@ -104,16 +112,17 @@ def test_sigkill_leaves_the_old_file_nothing_or_the_new_one(
     assert proc.returncode == 0, err.decode()
     took, writing = time.monotonic() - started, time.monotonic() - writing
     new = timed.read_bytes()
-    if writer == "patch":
+    if writer.startswith("patch"):
         assert new == inputs.new.read_bytes()  # what the update was made from, bit for bit
+    old = inputs.old.read_bytes() if in_place else OLD
     rng = random.Random(f"{SEED}:{writer}")
     seen: set[str] = set()
     for i in range(KILLS):
         target = tmp_path / f"out{i}" / "disk.img"
         target.parent.mkdir()
-        had_old = rng.random() < 0.5
+        had_old = in_place or rng.random() < 0.5
         if had_old:
-            target.write_bytes(OLD)
+            target.write_bytes(old)
         proc = _start(command(inputs, target), env)
         if i % 2:  # at any time; else once its scratch is there, while it writes
             time.sleep(rng.uniform(0, took * 1.2))
@@ -123,12 +132,15 @@ def test_sigkill_leaves_the_old_file_nothing_or_the_new_one(
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         now = target.read_bytes() if target.exists() else None
-        state = "new" if now == new else "old" if had_old and now == OLD else "absent"
+        state = "new" if now == new else "old" if had_old and now == old else "absent"
         assert now is None or state != "absent", f"kill #{i}: the target is torn"
         assert state != "absent" or not had_old, f"kill #{i}: the old image is gone"
         seen.add(state)
         if _scratch(target, scratch):
             seen.add("scratch")
+        if in_place and state == "new":  # no next run: the update does not apply to NEW
+            assert not _scratch(target, scratch), f"kill #{i}: scratch left after the rename"
+            continue
         # The next run removes what the killed one left beside the target and in TMPDIR, and writes the image.
         _run(command(inputs, target), env)
         assert target.read_bytes() == new
