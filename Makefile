@@ -50,8 +50,8 @@ lint: venv
 bench: deps venv
 	$(PY) -m bench
 
-# Hostile input at full size (issues 6, 12): 10,000 image mutations, 10,000 update mutations, a 9P storm,
-# the atheris targets of fuzz/.
+# Hostile input at full size (issues 6, 12, 15): 10,000 mutations of each image kind, 10,000 update
+# mutations, a 9P storm, 10,000 hostile HTTP cases, the atheris targets of fuzz/.
 fuzz: deps venv
 	$(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install -q -e '.[fuzz]'
 	$(PY) -m fuzz

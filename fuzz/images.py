@@ -1,5 +1,5 @@
-"""The full image campaign: seeded mutations, a cut at every boundary, every forged case (PACKs and path
-indexes); counts printed."""
+"""The full image campaign: for each image kind, seeded mutations and a cut at every boundary; every forged
+case (PACKs and path indexes); counts printed."""
 
 from __future__ import annotations
 
@@ -8,32 +8,39 @@ import time
 from pathlib import Path
 
 from hostile import campaign, forge, forge_index
-from hostile.corpus import Base, Expected, build_base
+from hostile.corpus import KINDS, Base, Expected, build_base
 from hostile.ninep_probe import probe_9p
 from hostile.oracle import probe
 
 
 def run(work: Path, *, seed: int, count: int, jobs: int) -> bool:
-    started = time.monotonic()
-    base = build_base(work / "base")
-    original = base.image.read_bytes()
-    cases = itertools.chain(campaign.mutations(original, seed, range(count)), campaign.truncations(original))
-    jobs_ = itertools.chain(
-        campaign.image_jobs(base, cases, work / "mutations", True),
-        campaign.forged_jobs(forge.CASES, work / "forged", True),
-        campaign.forged_jobs(forge_index.CASES, work / "forged-index", True, base),
-    )
-    summary = campaign.run(jobs_, work, workers=jobs)
-    print(f"images (seed {seed}, {time.monotonic() - started:.0f} s): {summary.report()}")
-    return not summary.failures
+    """`count` mutations of each kind of image (corpus.KINDS)."""
+    ok = True
+    for kind in KINDS:
+        started = time.monotonic()
+        base = build_base(work / kind / "base", kind)
+        original = base.image.read_bytes()
+        cases = itertools.chain(
+            campaign.mutations(original, seed, range(count)), campaign.truncations(original)
+        )
+        jobs_ = campaign.image_jobs(base, cases, work / kind / "mutations", True)
+        if kind == "indexed":  # the forged cases need no other kind's base
+            jobs_ = itertools.chain(
+                jobs_,
+                campaign.forged_jobs(forge.CASES, work / "forged", True),
+                campaign.forged_jobs(forge_index.CASES, work / "forged-index", True, base),
+            )
+        summary = campaign.run(jobs_, work / kind, workers=jobs)
+        print(f"images, {kind} (seed {seed}, {time.monotonic() - started:.0f} s): {summary.report()}")
+        ok = ok and not summary.failures
+    return ok
 
 
-def reproduce(work: Path, *, seed: int, number: int) -> bool:
-    """Case `number` of campaign `seed`, judged in this process, every violation printed."""
-    base: Base = build_base(work / "base")
+def reproduce(work: Path, *, seed: int, number: int, kind: str) -> bool:
+    """Case `number` of campaign `seed` on the `kind` image, judged in this process, every violation
+    printed."""
+    base: Base = build_base(work / "base", kind)
     name, data = next(campaign.mutations(base.image.read_bytes(), seed, [number]))
-    image = work / "case.img"
-    image.write_bytes(data)
     job = next(campaign.image_jobs(base, [(name, data)], work / "one", False))
     expected = Expected.load(Path(job.expected))
     verdict = probe(Path(job.image), expected, work)

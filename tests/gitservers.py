@@ -437,7 +437,7 @@ def _data(payload: bytes) -> bytes:
     return b"data %d\n%s\n" % (len(payload), payload)
 
 
-def _git(cwd: Path, *args: str, stdin: bytes = b"") -> str:
+def run_git(cwd: Path, *args: str, stdin: bytes = b"") -> str:
     out = subprocess.run(
         ["git", *args],
         input=stdin,
@@ -470,7 +470,7 @@ def make_repo(
         raise ValueError("a repository needs at least one commit")
     path = Path(path).resolve()
     path.mkdir(parents=True, exist_ok=True)
-    _git(path, "init", "-q", *(["--bare"] if bare else []), "-b", branch)
+    run_git(path, "init", "-q", *(["--bare"] if bare else []), "-b", branch)
     # One fast-import stream writes every object; dates are part of it, so nothing depends on the clock.
     ref = b"refs/heads/" + branch.encode()
     stream = bytearray()
@@ -486,12 +486,12 @@ def make_repo(
     if tag is not None:
         stream += b"tag %s\nfrom %s\ntagger %s\n" % (tag.encode(), ref, who)
         stream += _data(b"release %s\n" % tag.encode())
-    _git(path, "fast-import", "--quiet", stdin=bytes(stream))
+    run_git(path, "fast-import", "--quiet", stdin=bytes(stream))
     if not bare:
-        _git(path, "reset", "-q", "--hard")
+        run_git(path, "reset", "-q", "--hard")
     return Repo(
         path=path,
         branch=branch,
-        commits=tuple(_git(path, "rev-list", "--reverse", branch).split()),
-        tag=_git(path, "rev-parse", f"refs/tags/{tag}").strip() if tag is not None else None,
+        commits=tuple(run_git(path, "rev-list", "--reverse", branch).split()),
+        tag=run_git(path, "rev-parse", f"refs/tags/{tag}").strip() if tag is not None else None,
     )

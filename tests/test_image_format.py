@@ -17,7 +17,7 @@ import docteur
 from docteur.blocksize import align
 from docteur.bytesource.memory import InMemory
 from docteur.image.format import PACK_OFFSET, locate
-from docteur.sections.table import locate_table
+from docteur.sections.table import SectionTable, locate_table
 from docteur.verify import verify
 
 SAMPLE = {
@@ -26,6 +26,37 @@ SAMPLE = {
     b"docs/b.md": (FILE, b"alpha\n" * 99 + b"beta\n"),
     b"link": (LINK, b"docs/a.md"),
 }
+
+
+def _reseal(data: bytearray, table: SectionTable) -> None:
+    """Give every section its checksum again, and the table its own: only the readers' checks are left."""
+    body = table.offset + table.length - 32
+    for i, s in enumerate(table.sections):
+        at = table.offset + 24 + 56 * i + 24
+        data[at : at + 32] = hashlib.sha256(data[s.offset : s.end]).digest()
+    data[body : body + 32] = hashlib.sha256(data[table.offset : body]).digest()
+
+
+@pytest.mark.parametrize(("where", "at"), [("table", 20), ("paths", 12), ("refs", 6)])
+def test_a_reserved_field_that_is_not_zero_is_refused(
+    make_image, tmp_path: Path, where: str, at: int
+) -> None:
+    """Each reserved field the format says is zero (the section table's, the path index's header's, the
+    refs section's): set and re-sealed, it makes the image one docteur does not write, which the reader
+    and docteur-verify refuse."""
+    repo = make_repo(tmp_path / "repo.git", {"README.md": b"# sample\n" * 50, "docs/a.md": b"alpha\n"})
+    data = bytearray(make_image(repo.path, branch=["main"]).read_bytes())
+    placement, _ = locate(InMemory(bytes(data)))
+    table = locate_table(InMemory(bytes(data)), placement.idx_end)
+    assert table is not None
+    start = table.offset if where == "table" else next(s.offset for s in table.sections if s.name == where)
+    data[start + at] = 1
+    _reseal(data, table)
+    image = tmp_path / "reserved.img"
+    image.write_bytes(data)
+    assert not verify(str(image)).ok
+    with pytest.raises(docteur.CorruptImageError), docteur.open(image) as img:
+        img.read("README.md")
 
 
 def split_image(image: Path, into: Path) -> tuple[Path, Path]:

@@ -65,8 +65,9 @@ class HttpSource(ByteSource):
     - `memory_bytes`: the in-memory LRU of blocks (16 MiB); prefetching stays within half of it.
     - `block_size`: the unit of reads and of the caches (32 KiB), a power of two from 4 KiB.
     - `request_bytes`: the largest read-ahead or prefetch request (1 MiB); `parallel`: how many in flight (6).
-    - `timeout`: seconds to connect or to wait for any byte (30); a body slower than 32 KiB/s on average is
-      stalled. `retries` (4) more attempts for what may be transient, `backoff` (0.25 s) doubling between.
+    - `timeout`: seconds to connect or to wait for any byte (30); a whole answer, status line and headers
+      included, must arrive within the timeout plus its body's length at 32 KiB/s. `retries` (4) more
+      attempts for what may be transient, `backoff` (0.25 s) doubling between.
     - `max_redirects` (5); `ca_certs`: a PEM file of CAs to trust instead of the system's; `netrc`: whether
       ~/.netrc (or $NETRC) is read for credentials when the URL has none.
     """

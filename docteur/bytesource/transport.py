@@ -2,7 +2,8 @@
 
 The first request pins the image (its size, ETag and Last-Modified); every later one asks for exactly one
 byte range with `If-Range` on the pin and is checked before a byte is used: status 206, the `Content-Range`
-asked for, the pinned size and validators, no `Content-Encoding`, the full length. Failures that a second
+asked for, the pinned size and validators, no `Content-Encoding`, the full length and no more, all of
+it by one deadline per attempt (status line and headers included). Failures that a second
 try may cure (connection refused or reset, timeouts, a stalled or short body, 408/429/5xx, a wrong range)
 are retried a bounded number of times with exponential backoff and jitter; the others, and a last failed
 try, raise one RemoteError that names the URL without its credentials. An image that changed since it was
@@ -16,11 +17,14 @@ range, but urllib3 reads 1 MiB ranges at ~750 MB/s against ~330 MB/s, needs no e
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import netrc
 import os
 import random
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import astuple, dataclass
@@ -28,6 +32,7 @@ from typing import TypeVar
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError, NameResolutionError, ProtocolError, SSLError
 
 from docteur.errors import ImageChangedError, RemoteError
@@ -39,7 +44,11 @@ REDIRECTS = (301, 302, 303, 307, 308)
 RETRIED_STATUSES = (408, 425, 429, 500, 502, 503, 504)
 MIN_RATE = 32 << 10  # bytes/s: a body arriving slower than this on average is stalled
 MAX_BACKOFF = 5.0
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+# ASCII digits, at most 19 of them: str.isdigit() and \d take other digits too ("²" is a digit to
+# isdigit, not to int()), and int() refuses more than 4,300 digits with a ValueError.
+_NUMBER = r"([0-9]{1,19})"
+_CONTENT_RANGE = re.compile(rf"bytes {_NUMBER}-{_NUMBER}/{_NUMBER}")
+SHOWN = 160  # characters of a server's text a message quotes at the most
 T = TypeVar("T")
 
 
@@ -113,6 +122,76 @@ class _Retry(Exception):
     """A failure another attempt may cure; its message says what happened."""
 
 
+# When the answer this thread is reading must have arrived, status line, headers and body: a per-read
+# timeout alone lets a server that sends a byte now and then (or 100 Continue for ever) hold a reader.
+_answer = threading.local()
+
+
+class _DeadlineIO(io.RawIOBase):
+    """A socket's reads, each waiting no longer than its thread's answer deadline leaves."""
+
+    def __init__(self, sock: socket.socket, raw: io.RawIOBase) -> None:
+        self._sock, self._raw = sock, raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int | None:  # type: ignore[override]
+        deadline = getattr(_answer, "deadline", None)
+        if deadline is None:
+            return self._raw.readinto(buffer)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the answer did not arrive in time")
+        timeout = self._sock.gettimeout()
+        self._sock.settimeout(left if timeout is None else min(timeout, left))
+        try:
+            return self._raw.readinto(buffer)
+        finally:
+            self._sock.settimeout(timeout)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _Guarded:
+    """A connected socket whose binary file (what http.client reads an answer from) keeps the deadline."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def makefile(self, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if mode != "rb":
+            return self._sock.makefile(mode, *args, **kwargs)  # type: ignore[call-overload]
+        # The socket's own unbuffered file underneath: it counts as a reference to the socket, which a
+        # connection closed early (Connection: close) must keep open for the answer's body.
+        return io.BufferedReader(_DeadlineIO(self._sock, self._sock.makefile("rb", buffering=0)))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+class _Connection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _Guarded(self.sock)  # type: ignore[assignment]
+
+
+class _TLSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _Guarded(self.sock)  # type: ignore[assignment]
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection  # type: ignore[assignment]
+
+
 class Transport:
     """Exactly-the-asked-for byte ranges of the image at `url`, once `contact` has pinned it."""
 
@@ -149,6 +228,7 @@ class Transport:
             retries=False,
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
         )
+        self._http.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}  # type: ignore[dict-item]
         self.pin: Pin | None = None
         self.requests = 0  # sent, retries and redirects included
 
@@ -175,19 +255,19 @@ class Transport:
                 if resp.status == 304 and known is not None:
                     etag = resp.headers.get("ETag")
                     if etag and etag != known.etag:
-                        raise _Retry(f"answered 304 with ETag {etag}, not the {known.etag} asked about")
+                        raise _Retry(f"answered 304 with ETag {_quoted(etag)}, not the {known.etag} asked")
                     return known, None
                 if resp.status == 416:  # nothing to range over: an empty file
                     return self._pin_of(resp, 0), b""
                 if resp.status == 200:
                     # The server ignores Range. That is fine only when the whole image is what was asked for.
-                    declared = resp.headers.get("Content-Length")
-                    if declared is None or not declared.isdigit() or int(declared) > length:
+                    declared = _number(resp.headers.get("Content-Length"))
+                    if declared is None or declared > length:
                         raise RemoteError(
                             f"{self.name}: the server ignores Range requests (it answered 200 with the whole "
                             "image): serve it from a server that supports byte ranges"
                         )
-                    data = self._body(resp, int(declared))
+                    data = self._body(resp, declared)
                     return self._pin_of(resp, len(data)), data
                 self._check_status(resp, 206)
                 first, last, total = self._content_range(resp)
@@ -198,7 +278,7 @@ class Transport:
             finally:
                 _finish(resp)
 
-        pin, data = self._attempts(attempt)
+        pin, data = self._attempts(attempt, length)
         self.pin = pin
         log.debug("%s: pinned: %d bytes, ETag %s, Last-Modified %s", self.name, *astuple(pin))
         return pin, data
@@ -235,7 +315,7 @@ class Transport:
             finally:
                 _finish(resp)
 
-        return self._attempts(attempt)
+        return self._attempts(attempt, end - start)
 
     # -- one attempt's parts -----------------------------------------------------------------------
 
@@ -273,8 +353,13 @@ class Transport:
             if resp.status not in REDIRECTS or not location:
                 return resp, url
             _finish(resp)
-            url = urljoin(url, location)
-            if urlsplit(url).scheme not in ("http", "https"):
+            try:
+                url = urljoin(url, location)
+                parts = urlsplit(url)
+                _ = parts.port  # raises ValueError when out of range
+            except ValueError:
+                raise RemoteError(f"{self.name}: redirected to a URL that does not parse") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise RemoteError(f"{self.name}: redirected to a URL that is not http(s)")
         raise RemoteError(f"{self.name}: more than {self._max_redirects} redirects")
 
@@ -284,30 +369,30 @@ class Transport:
             encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
                 raise RemoteError(
-                    f"{self.name}: the server sent Content-Encoding {encoding}, which was not asked for "
-                    "(Accept-Encoding: identity)"
+                    f"{self.name}: the server sent Content-Encoding {_quoted(encoding)}, which was not "
+                    "asked for (Accept-Encoding: identity)"
                 )
             if resp.headers.get("Content-Type", "").startswith("multipart/"):
                 raise _Retry("answered a multipart body to a one-range request")
             return
         if status in RETRIED_STATUSES:
-            raise _Retry(f"HTTP {status} {resp.reason or ''}".strip(), _retry_after(resp))
+            raise _Retry(f"HTTP {status} {_shown(resp.reason or '')}".strip(), _retry_after(resp))
         if status in (401, 407):
             raise RemoteError(f"{self.name}: authentication required or refused (HTTP {status})")
         if status == 403:
             raise RemoteError(f"{self.name}: access forbidden (HTTP 403)")
         if status in (404, 410):
             raise RemoteError(f"{self.name}: no such image on the server (HTTP {status})")
-        raise RemoteError(f"{self.name}: unexpected answer HTTP {status} {resp.reason or ''}".strip())
+        raise RemoteError(f"{self.name}: unexpected answer HTTP {status} {_shown(resp.reason or '')}".strip())
 
     def _content_range(self, resp: urllib3.BaseHTTPResponse) -> tuple[int, int, int]:
         value = resp.headers.get("Content-Range", "")
         match = _CONTENT_RANGE.fullmatch(value.strip())
         if match is None:
-            raise _Retry(f"answered 206 with Content-Range {value!r}, not bytes FIRST-LAST/SIZE")
+            raise _Retry(f"answered 206 with Content-Range {_quoted(value)}, not bytes FIRST-LAST/SIZE")
         first, last, total = map(int, match.groups())
         if not first <= last < total:
-            raise _Retry(f"answered an impossible Content-Range {value!r}")
+            raise _Retry(f"answered an impossible Content-Range {_quoted(value)}")
         return first, last, total
 
     def _check_same(self, resp: urllib3.BaseHTTPResponse, pin: Pin) -> None:
@@ -321,11 +406,12 @@ class Transport:
         return Pin(size, resp.headers.get("ETag", ""), resp.headers.get("Last-Modified", ""))
 
     def _body(self, resp: urllib3.BaseHTTPResponse, length: int) -> bytes:
-        """Exactly `length` bytes of body, within a deadline that a stalled or trickling body misses."""
+        """Exactly `length` bytes of body, by the answer's deadline, which a stalled or trickling body
+        misses."""
         declared = resp.headers.get("Content-Length")
-        if declared is not None and declared.strip() != str(length):
-            raise _Retry(f"announced a {declared.strip()}-byte body where {length} were asked for")
-        deadline = time.monotonic() + self._timeout + length / MIN_RATE
+        if declared is not None and _number(declared) != length:
+            raise _Retry(f"announced a {_shown(declared.strip())}-byte body where {length} were asked for")
+        deadline = _answer.deadline
         chunks = []
         got = 0
         try:
@@ -337,31 +423,57 @@ class Transport:
                 got += len(chunk)
                 if time.monotonic() > deadline:
                     raise _Retry(f"sent {got} of {length} bytes too slowly")
+            # A body without Content-Length (chunked) must end here too: one that goes on is not the
+            # range asked for, its first bytes no more than the rest (a chunk size that lies shifts them).
+            if resp.length_remaining is None and resp.read1(1):
+                raise _Retry(f"sent more than the {length} bytes asked for")
         except (HTTPError, OSError) as e:
+            if time.monotonic() >= deadline:
+                raise _Retry(f"sent {got} of {length} bytes too slowly") from None
             raise _Retry(f"failed after {got} of {length} bytes: {_reason(e)}") from None
         return b"".join(chunks)
 
     # -- retries -----------------------------------------------------------------------------------
 
-    def _attempts(self, attempt: Callable[[], T]) -> T:
+    def _attempts(self, attempt: Callable[[], T], length: int) -> T:
+        """attempt() until it succeeds or fails for good; each must have its answer of `length` bytes
+        within the timeout and the time the body takes at MIN_RATE."""
         for n in range(self._retries + 1):
+            _answer.deadline = time.monotonic() + self._timeout + length / MIN_RATE
             try:
                 return attempt()
             except _Retry as e:
                 if n == self._retries:
                     tries = f" ({n + 1} attempts)" if n else ""
-                    raise RemoteError(f"{self.name}: {e.args[0]}{tries}") from None
+                    raise RemoteError(f"{self.name}: {_shown(e.args[0])}{tries}") from None
                 pause = min(MAX_BACKOFF, self._backoff * 2**n) * random.uniform(0.5, 1.5)
                 hinted = e.args[1] if len(e.args) > 1 else None
                 pause = min(MAX_BACKOFF, max(pause, hinted or 0.0))
                 log.debug("%s: %s; trying again in %.2f s", self.name, e.args[0], pause)
                 time.sleep(pause)
+            finally:
+                _answer.deadline = None
         raise AssertionError("unreachable")
 
 
 def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
-    value = resp.headers.get("Retry-After", "")
-    return float(value) if value.strip().isdigit() else None
+    return _number(resp.headers.get("Retry-After"))
+
+
+def _number(value: str | None) -> int | None:
+    """A header's non-negative integer, or None when it is not one (missing, not ASCII digits, too long)."""
+    match = re.fullmatch(_NUMBER, value.strip()) if value is not None else None
+    return int(match.group(1)) if match else None
+
+
+def _shown(text: str) -> str:
+    """A server's text made fit for a one-line message: control characters escaped, at most SHOWN long."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
+
+
+def _quoted(value: str) -> str:
+    return repr(_shown(value))
 
 
 def _finish(resp: urllib3.BaseHTTPResponse) -> None:

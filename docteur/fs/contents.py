@@ -70,8 +70,11 @@ class PackContents:
                 return data
         stop = entry.where + entry.length if entry.length else None
         kind, data = pack.object_at(entry.where, keep, stop)
+        # The size is checked every time: another commit's record may give the same entry another size.
+        if len(data) != entry.size:
+            raise _wrong(key, entry)
         if not self._checked.ok(entry.where, entry.oid):
-            if kind != BLOB or len(data) != entry.size or object_id(BLOB, data) != entry.oid:
+            if kind != BLOB or object_id(BLOB, data) != entry.oid:
                 raise _wrong(key, entry)
             self._checked.add(entry.where, entry.oid)
         return data

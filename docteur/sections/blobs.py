@@ -36,8 +36,8 @@ class BlobTable:
         head = bytes(source.read(offset, HEAD.size))
         if len(head) != HEAD.size:
             raise CorruptImageError("blobs section is truncated")
-        magic, version, _, self.count = HEAD.unpack(head)
-        if magic != MAGIC or version != VERSION or HEAD.size + ENTRY.size * self.count != length:
+        magic, version, zero, self.count = HEAD.unpack(head)
+        if magic != MAGIC or version != VERSION or zero or HEAD.size + ENTRY.size * self.count != length:
             raise CorruptImageError("blobs section: not a blobs section this docteur reads")
         self._source = source
         self._at = offset + HEAD.size

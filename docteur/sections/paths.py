@@ -104,8 +104,8 @@ class PathIndex:
         self._at = offset
         self._length = length
         head = self._read(0, HEAD.size)
-        magic, version, self.location, count, _ = HEAD.unpack(head)
-        if magic != MAGIC or version != VERSION:
+        magic, version, self.location, count, zero = HEAD.unpack(head)
+        if magic != MAGIC or version != VERSION or zero:
             raise CorruptImageError("path index: not a path index section this docteur reads")
         if self.location not in (LOCATION_PACK, LOCATION_FRAMES) or count > MAX_ROOTS:
             raise CorruptImageError("path index: malformed header")

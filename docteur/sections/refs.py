@@ -29,8 +29,8 @@ def encode(refs: list[tuple[bytes, bytes]]) -> bytes:
 def decode(data: bytes) -> list[tuple[bytes, bytes]]:
     if len(data) < HEAD.size:
         raise CorruptImageError("refs section is truncated")
-    magic, version, _, count = HEAD.unpack_from(data)
-    if magic != MAGIC or version != VERSION:
+    magic, version, zero, count = HEAD.unpack_from(data)
+    if magic != MAGIC or version != VERSION or zero:
         raise CorruptImageError("refs section: not a refs section this docteur reads")
     refs: list[tuple[bytes, bytes]] = []
     at = HEAD.size

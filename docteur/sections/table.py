@@ -116,9 +116,11 @@ def _parse(source: ByteSource, at: int, idx_end: int) -> SectionTable:
     head = bytes(source.read(at, HEAD.size))
     if len(head) < HEAD.size:
         raise CorruptImageError("section table is truncated")
-    _, version, block_size, count, _ = HEAD.unpack(head)
+    _, version, block_size, count, zero = HEAD.unpack(head)
     if version != VERSION:
         raise CorruptImageError(f"section table version {version} is not one this docteur reads")
+    if zero:
+        raise CorruptImageError("section table: its reserved field is not zero")
     if count > MAX_SECTIONS:
         raise CorruptImageError(f"section table lists {count} sections, over {MAX_SECTIONS}")
     try:

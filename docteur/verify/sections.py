@@ -97,6 +97,10 @@ def _check_paths(
     for commit in commits:
         if commit not in indexed:
             problem(f"path index: it does not index commit {commit.hex()}, which the image's refs name")
+    # docteur indexes exactly the commits the refs name: one more is a ref moved after the index was made.
+    for commit in indexed:
+        if commit not in commits:
+            problem(f"path index: it indexes commit {commit.hex()}, which none of the image's refs names")
     if framed is None:
         rebuilt = build_paths(pack, indexed)
     else:

@@ -1,18 +1,23 @@
-"""The honest image every mutation starts from, and what it holds according to git (not to docteur).
+"""The honest images mutations start from, one per image kind, and what each holds according to git (not
+to docteur).
 
-The image is made by docteur-make from a repository with several commits (`--history`), so its PACK holds
+Each is made by docteur-make from a repository with several commits (`--history`), so its PACK holds
 deltas; its tree has nesting, an executable, an empty file, a non-ASCII name and symlinks (one inside,
-one pointing outside, one dangling).
+one pointing outside, one dangling). The kinds (KINDS): "indexed", a zlib image with its path index and a
+refs section; "plain", one made `--no-index` (what OCaml docteur writes); "zstd", whose files lie in zstd
+frames, with a dictionary (its small files are many and alike) and a blobs section for the history;
+"refs", a zlib image of two branches (`-b main -b feature`), whose refs section names both.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitservers import GIT_ISOLATION, Executable, Symlink, make_repo
+from gitservers import GIT_ISOLATION, Executable, Symlink, make_repo, run_git
 
 import docteur
 from docteur.bytesource.memory import InMemory
@@ -37,6 +42,17 @@ FILES = {
     "out": Symlink(b"../../etc/passwd"),
     "dangling": Symlink(b"nowhere/at/all"),
 }
+_WORDS = b"frame dictionary zstd block window checksum entry offset length table section image tree".split()
+# For the zstd kind: small files, alike, whose 250 KiB make docteur-make train and keep a dictionary.
+DOCS = {f"docs/page{i:02}.txt": b" ".join(random.Random(i).choices(_WORDS, k=800)) + b"\n" for i in range(40)}
+FEATURE = "feature.txt"  # what the feature branch of the "refs" kind adds to main's second-last commit
+# Each kind: docteur-make's options, and whether its repository has DOCS and the feature branch.
+KINDS: dict[str, dict[str, object]] = {
+    "indexed": {"branch": ["main"]},
+    "plain": {"index": False},
+    "zstd": {"branch": ["main"], "compress": "zstd"},
+    "refs": {"branch": ["main", "feature"]},
+}
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,8 @@ class Expected:
     verify_ok: bool = True
     opens: bool = True  # whether docteur.open must succeed (False: it may also raise CorruptImageError)
     notes: list[str] = field(default_factory=list)
+    # Other commits the image holds (another ref's): commit id (hex) -> its tree, read through img.at().
+    others: dict[str, dict[bytes, Node]] = field(default_factory=dict)
 
     def children(self, path: bytes) -> set[bytes]:
         """Names listed in a directory: its honest entries and its hostile ones alike."""
@@ -69,10 +87,11 @@ class Expected:
         path.write_text(
             json.dumps(
                 {
-                    "nodes": {p.hex(): [n.mode, n.content.hex()] for p, n in self.nodes.items()},
+                    "nodes": _nodes_json(self.nodes),
                     "fails": sorted(p.hex() for p in self.fails),
                     "verify_ok": self.verify_ok,
                     "opens": self.opens,
+                    "others": {commit: _nodes_json(nodes) for commit, nodes in self.others.items()},
                 }
             )
         )
@@ -80,9 +99,17 @@ class Expected:
     @classmethod
     def load(cls, path: Path) -> Expected:
         raw = json.loads(path.read_text())
-        nodes = {bytes.fromhex(p): Node(m, bytes.fromhex(c)) for p, (m, c) in raw["nodes"].items()}
         fails = frozenset(bytes.fromhex(p) for p in raw["fails"])
-        return cls(nodes, fails, raw["verify_ok"], raw["opens"])
+        others = {commit: _nodes_of(nodes) for commit, nodes in raw.get("others", {}).items()}
+        return cls(_nodes_of(raw["nodes"]), fails, raw["verify_ok"], raw["opens"], others=others)
+
+
+def _nodes_json(nodes: dict[bytes, Node]) -> dict[str, list[int | str]]:
+    return {p.hex(): [n.mode, n.content.hex()] for p, n in nodes.items()}
+
+
+def _nodes_of(raw: dict[str, list[int | str]]) -> dict[bytes, Node]:
+    return {bytes.fromhex(p): Node(int(m), bytes.fromhex(str(c))) for p, (m, c) in raw.items()}
 
 
 def git_tree(repo: Path, commit: str) -> dict[bytes, Node]:
@@ -125,22 +152,43 @@ class Base:
     image: Path
     expected: Expected
     deltas: int  # entries stored as OFS_DELTA or REF_DELTA
+    kind: str = "indexed"
 
 
-def build_base(workdir: Path) -> Base:
-    """Make the honest image under `workdir` and check it is what the harness needs (deltas, a clean read)."""
-    repo = make_repo(workdir / "repo.git", FILES, commits=COMMITS)
+def _feature_branch(repo: Path) -> str:
+    """A branch `feature` of one commit on main's second-last one, which adds FEATURE: its commit id."""
+    who = b"Docteur Tests <tests@docteur.invalid> 1800000000 +0000"
+    content = b"a feature of its own\n" * 20
+    stream = b"commit refs/heads/feature\nauthor %s\ncommitter %s\ndata 8\nfeature\n" % (who, who)
+    stream += b"from refs/heads/main^\nM 100644 inline %s\ndata %d\n%s\n" % (
+        FEATURE.encode(),
+        len(content),
+        content,
+    )
+    run_git(repo, "fast-import", "--quiet", stdin=stream)
+    return run_git(repo, "rev-parse", "refs/heads/feature").strip()
+
+
+def build_base(workdir: Path, kind: str = "indexed") -> Base:
+    """Make the honest image of `kind` under `workdir` and check it is what the harness needs (deltas, a
+    clean read)."""
+    options = KINDS[kind]
+    repo = make_repo(workdir / "repo.git", {**FILES, **DOCS} if kind == "zstd" else FILES, commits=COMMITS)
+    branches = options.get("branch", [])
+    feature = _feature_branch(repo.path) if "feature" in branches else None  # type: ignore[operator]
     image = workdir / "base.img"
-    # Named refs: the extension holds a refs section too, which mutations reach like the others.
-    make(str(repo.path), image, branch=["main"], history=True, quiet=True, date=parse_date(DATE))
+    make(str(repo.path), image, history=True, quiet=True, date=parse_date(DATE), **options)  # type: ignore[arg-type]
     expected = Expected(git_tree(repo.path, repo.head))
+    if feature is not None:
+        expected.others[feature] = git_tree(repo.path, feature)
     data = InMemory(image.read_bytes())
     placement, index = locate(data)
     pack = PackReader(data, index, at=PACK_OFFSET, length=placement.pack_length)
     deltas = sum(pack.entry_header(offset)[0] in (OFS_DELTA, REF_DELTA) for _, offset, _ in index.entries())
     with docteur.open(image) as img:
         assert img.commit == repo.head
-    return Base(image, expected, deltas)
+        assert img.frame_count > 0 if kind == "zstd" else img.frame_count == 0
+    return Base(image, expected, deltas, kind)
 
 
 def index_of(image: bytes) -> tuple[int, int, PackIndex]:

@@ -22,14 +22,16 @@ from pathlib import Path
 from gitservers import GIT_ISOLATION
 
 from docteur.bytesource.memory import InMemory
-from docteur.errors import CorruptImageError
 from docteur.git.objects import OFS_DELTA
 from docteur.idx.reader import LARGE_OFFSET_FLAG, PackIndex
 from docteur.idx.writer import encode_index
 from docteur.image.format import PACK_OFFSET, locate
 from docteur.pack.writer import ofs_distance
-from docteur.sections import REFS, refs
-from docteur.sections.table import ENTRY, HEAD, SectionTable, encode_table, locate_table
+from docteur.sections import REFS
+from docteur.sections.table import ENTRY, HEAD, SectionTable, locate_table
+
+from . import section_mutations
+from .section_mutations import reseal_section
 
 
 @dataclass(frozen=True)
@@ -263,31 +265,28 @@ def resealed_section(image: bytearray, layout: Layout, rng: random.Random) -> st
     spots = [rng.randrange(section.offset, section.end) for _ in range(rng.randint(1, 4))]
     for pos in spots:
         image[pos] ^= 1 << rng.randrange(8)
-    sealed = [
-        s._replace(checksum=hashlib.sha256(image[s.offset : s.end]).digest()) if s is section else s
-        for s in table.sections
-    ]
-    image[table.offset : table.offset + table.length] = encode_table(table.block_size, sealed)
+    reseal_section(image, table, section)
     return f"resealed flip in the {section.name} section at " + ",".join(map(str, spots))
 
 
 def renamed_refs_only(image: bytes, original: bytes, layout: Layout) -> bool:
-    """Whether `image` differs from `original` only in its refs section's names (and the table's
-    checksums), re-sealed: a valid image, as ref names are what the image says and nothing vouches
-    for them."""
+    """Whether `image` differs from `original` only in the bytes of its refs section's names (and the
+    table's checksums), re-sealed, each name still one the format allows (no NUL, no newline, none twice):
+    a valid image, as ref names are what the image says and nothing vouches for them. Judged from the
+    original's layout, not by docteur's parsers, so that a change docteur fails to check is not excused."""
     table = layout.table
     found = table.find(REFS) if table is not None else None
     if table is None or found is None or len(image) != len(original):
         return False
-    same = [(0, table.offset), (table.offset + table.length, found.offset), (found.end, len(image))]
-    if any(image[a:b] != original[a:b] for a, b in same):
+    names = [(a, b) for what, a, b in section_mutations.refs_fields(original, found) if " name #" in what]
+    kept = [(0, table.offset), (table.offset + table.length, found.offset)]
+    kept += zip([found.offset, *(b for _, b in names)], [*(a for a, _ in names), len(image)], strict=True)
+    if any(image[a:b] != original[a:b] for a, b in kept):
         return False
-    try:
-        new, old = (refs.decode(data[found.offset : found.end]) for data in (image, original))
-        sealed = locate_table(InMemory(image), layout.idx_end)
-    except CorruptImageError:
+    new = [image[a:b] for a, b in names]
+    if any(b"\0" in n or b"\n" in n for n in new) or len(set(new)) != len(new):
         return False
-    return sealed is not None and [c for _, c in new] == [c for _, c in old]
+    return image[table.offset : table.offset + table.length] == section_mutations.sealed_table(image, table)
 
 
 def git_accepts(image: bytes, layout: Layout, scratch: Path) -> bool:
@@ -307,23 +306,41 @@ def git_accepts(image: bytes, layout: Layout, scratch: Path) -> bool:
 
 Family = Callable[[bytearray, Layout, random.Random], str]
 FAMILIES: dict[str, Family] = {
-    f.__name__: f
-    for f in (
-        flip,
-        scribble,
-        zero_run,
-        misplaced_block,
-        truncate_boundary,
-        truncate_random,
-        extend,
-        header_offset,
-        idx_offset,
-        entry_size,
-        delta_base,
-        resealed_flip,
-        resealed_section,
-    )
+    **{
+        f.__name__: f
+        for f in (
+            flip,
+            scribble,
+            zero_run,
+            misplaced_block,
+            truncate_boundary,
+            truncate_random,
+            extend,
+            header_offset,
+            idx_offset,
+            entry_size,
+            delta_base,
+            resealed_flip,
+            resealed_section,
+        )
+    },
+    **{name: family for name, (family, _) in section_mutations.FAMILIES.items()},
 }
+
+
+def families_of(image: bytes, layout: Layout) -> list[str]:
+    """The families that apply to this image: those that need a section, only if it has that section,
+    delta_base only if its PACK holds an OFS_DELTA."""
+    kinds = {s.kind for s in layout.table.sections} if layout.table is not None else set()
+    needs = {name: kind for name, (_, kind) in section_mutations.FAMILIES.items()}
+    deltas = any((image[s] >> 4) & 7 == OFS_DELTA for s, _, _ in layout.objects)
+    return [
+        name
+        for name in FAMILIES
+        if needs.get(name, -1) in kinds | {-1}
+        and (name != "resealed_section" or kinds)
+        and (name != "delta_base" or deltas)
+    ]
 
 
 RESEALED = frozenset({"entry_size", "delta_base", "resealed_flip"})
@@ -332,7 +349,8 @@ RESEALED = frozenset({"entry_size", "delta_base", "resealed_flip"})
 def mutate(image: bytes, layout: Layout, seed: int, number: int) -> tuple[str, bytes]:
     """Case `number` of the campaign `seed`: ("family: what was done", mutated bytes). Families take turns."""
     rng = random.Random(f"{seed}:{number}")
-    name = list(FAMILIES)[number % len(FAMILIES)]
+    names = families_of(image, layout)
+    name = names[number % len(names)]
     mutated = bytearray(image)
     what = FAMILIES[name](mutated, layout, rng)
     return f"{name}: {what}", bytes(mutated)

@@ -86,7 +86,7 @@ def test_a_small_image_served_whole_is_fine() -> None:
 
 def test_content_encoding_not_asked_for_is_refused(server: Hostile) -> None:
     server.state.always = "gzip"
-    with pytest.raises(RemoteError, match="Content-Encoding gzip, which was not asked for"):
+    with pytest.raises(RemoteError, match="Content-Encoding 'gzip', which was not asked for"):
         HttpSource(server.url(), **QUICK)
 
 
