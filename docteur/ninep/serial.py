@@ -16,7 +16,7 @@ from typing import BinaryIO
 from docteur.ninep import wire
 from docteur.ninep.fs import ReadOnlyFS
 from docteur.ninep.limits import Limits
-from docteur.ninep.session import Session, error_reply, failure
+from docteur.ninep.session import Session, advance, error_reply, failure
 from docteur.ninep.wire import Dialect, Message, MsgType
 
 log = logging.getLogger("docteur.ninep")
@@ -74,18 +74,9 @@ def _answer(session: Session, msg: Message, limits: Limits, peer: str) -> Messag
         work = session.request(msg)
         if isinstance(work, Message):
             return work
-        # The handler's filesystem calls, each here and now: nobody else waits for this thread.
-        value: object = None
-        error: Exception | None = None
-        while True:
-            try:
-                call = work.throw(error) if error is not None else work.send(value)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            value, error = None, None
-            try:
-                value = call.fn(*call.args)
-            except Exception as exc:
-                error = exc
+        # Alone with its client, the server does every call itself: it never stops at one.
+        reply = advance(work, session.fs.lock, alone=True)
+        assert isinstance(reply, Message)
+        return reply
     except Exception as exc:
         return failure(session.dialect, msg, exc, peer)

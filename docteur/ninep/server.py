@@ -20,7 +20,7 @@ import struct
 from docteur.ninep import wire
 from docteur.ninep.fs import ReadOnlyFS
 from docteur.ninep.limits import Limits
-from docteur.ninep.session import Call, Session, Work, error_reply, failure
+from docteur.ninep.session import Call, Session, Work, advance, error_reply, failure
 from docteur.ninep.wire import Dialect, Message, MsgType
 from docteur.ninep.workers import Workers
 
@@ -335,7 +335,7 @@ class Connection(asyncio.Protocol):
         try:
             result = self.session.request(msg)
             if not isinstance(result, Message):
-                step = self._advance(result)
+                step = advance(result, self.server.fs.lock)
                 if isinstance(step, Call):
                     self.pending[msg.tag] = asyncio.create_task(self.finish(msg, result, step))
                     return
@@ -343,25 +343,6 @@ class Connection(asyncio.Protocol):
         except Exception as exc:
             result = self._failure(msg, exc)
         self.send(result)
-
-    def _advance(self, work: Work, value: object = None, error: Exception | None = None) -> Message | Call:
-        """Run a handler on, doing its filesystem calls here while they are small and the filesystem is
-        free (a trip to a worker thread costs more than most calls); stop at the first one that is not."""
-        lock = self.server.fs.lock
-        while True:
-            try:
-                call = work.throw(error) if error is not None else work.send(value)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            if call.heavy or not lock.acquire(blocking=False):
-                return call
-            value, error = None, None
-            try:
-                value = call.fn(*call.args)
-            except Exception as exc:
-                error = exc
-            finally:
-                lock.release()
 
     async def finish(self, msg: Message, work: Work, call: Call) -> None:
         """Go on with a request in worker threads; the loop serves others meanwhile."""
@@ -379,7 +360,7 @@ class Connection(asyncio.Protocol):
                             raise
                         except Exception as exc:
                             error = exc
-                        step = self._advance(work, value, error)
+                        step = advance(work, self.server.fs.lock, value, error)
                     reply = step
                 except asyncio.CancelledError:
                     work.close()

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import stat as st
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -129,6 +130,33 @@ def failure(dialect: Dialect | None, msg: Message, exc: Exception, peer: str) ->
     else:
         log.debug("%s: %s: %s", peer, msg.type.name, os.strerror(code))
     return error_reply(dialect, msg.tag, code)
+
+
+def advance(
+    work: Work,
+    lock: threading.RLock,
+    value: object = None,
+    error: Exception | None = None,
+    *,
+    alone: bool = False,
+) -> Message | Call:
+    """Run a handler on, doing its filesystem calls in this thread while they are small and the filesystem
+    is free (a trip to a worker thread costs more than most calls); stop at the first one that is not. A
+    server ALONE with its client does every call here, waiting for the lock if it must."""
+    while True:
+        try:
+            call = work.throw(error) if error is not None else work.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        if (call.heavy and not alone) or not lock.acquire(blocking=alone):
+            return call
+        value, error = None, None
+        try:
+            value = call.fn(*call.args)
+        except Exception as exc:
+            error = exc
+        finally:
+            lock.release()
 
 
 def negotiate(version: bytes) -> Dialect | None:
