@@ -172,20 +172,20 @@ class _Guarded:
         return getattr(self._sock, name)
 
 
-class _Connection(HTTPConnection):
+class _GuardedConnect(HTTPConnection):
+    """A connection whose socket, once connected (TLS included), keeps its thread's answer deadline."""
+
     def connect(self) -> None:
         super().connect()
         self.sock = _Guarded(self.sock)  # type: ignore[assignment]
 
 
-class _TLSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        self.sock = _Guarded(self.sock)  # type: ignore[assignment]
+class _TLSConnection(_GuardedConnect, HTTPSConnection):
+    pass
 
 
 class _Pool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _Connection
+    ConnectionCls = _GuardedConnect
 
 
 class _TLSPool(urllib3.HTTPSConnectionPool):
